@@ -1,0 +1,123 @@
+"""Tag every response with the thread that ran the handler, so a load test can colour by it.
+
+FastAPI runs ``async def`` handlers on the event loop thread and ``def`` handlers (and
+``def`` dependencies) through ``anyio.to_thread.run_sync`` in anyio's worker threads. The
+ASGI wrapper below opens a per-request record in a context variable; a thin wrapper around
+``anyio.to_thread.run_sync`` notes the worker thread in that record (context variables are
+copied into worker threads, so the record is the request's own). The response carries the
+result in the ``x-served-by`` header: ``event loop`` or ``worker N``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import threading
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio.to_thread
+
+SERVED_BY_HEADER = "x-served-by"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class _RequestRecord:
+    __slots__ = ("thread",)
+
+    def __init__(self) -> None:
+        self.thread: threading.Thread | None = None
+
+
+_current_request: contextvars.ContextVar[_RequestRecord | None] = contextvars.ContextVar(
+    "helpers_current_request", default=None
+)
+
+_original_run_sync = anyio.to_thread.run_sync
+
+
+@functools.wraps(_original_run_sync)
+async def _run_sync_noting_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    record = _current_request.get()
+    if record is None:  # not inside a served request: behave exactly like anyio
+        return await _original_run_sync(func, *args, **kwargs)
+
+    def note_thread_then_call(*inner_args: Any) -> Any:
+        record.thread = threading.current_thread()
+        return func(*inner_args)
+
+    return await _original_run_sync(note_thread_then_call, *args, **kwargs)
+
+
+def install_thread_noting() -> None:
+    """Wrap ``anyio.to_thread.run_sync`` once per process (idempotent)."""
+    if anyio.to_thread.run_sync is not _run_sync_noting_thread:
+        anyio.to_thread.run_sync = _run_sync_noting_thread  # type: ignore[assignment]
+
+
+class ThreadLabels:
+    """Short, stable names for a server's threads: ``event loop``, ``worker 1``, ``worker 2``…"""
+
+    def __init__(self) -> None:
+        self.loop_thread: threading.Thread | None = None
+        self._workers: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def label(self, thread: threading.Thread | None) -> str:
+        if thread is None or thread is self.loop_thread:
+            return "event loop"
+        with self._lock:
+            number = self._workers.setdefault(id(thread), len(self._workers) + 1)
+        return f"worker {number}"
+
+
+class Instrumented:
+    """ASGI middleware: adds ``x-served-by`` to HTTP responses and remembers lifespan errors."""
+
+    def __init__(self, app: ASGIApp, labels: ThreadLabels) -> None:
+        self.app = app
+        self.labels = labels
+        self.lifespan_error: str | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(scope, receive, send)
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        record = _RequestRecord()
+        token = _current_request.set(record)
+
+        async def send_with_thread(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                label = self.labels.label(record.thread)
+                headers.append((SERVED_BY_HEADER.encode(), label.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_thread)
+        finally:
+            _current_request.reset(token)
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_noting_failure(message: Message) -> None:
+            if message["type"] == "lifespan.startup.failed":
+                self.lifespan_error = message.get("message") or "lifespan startup failed"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_noting_failure)
+        except BaseException:
+            import traceback
+
+            self.lifespan_error = traceback.format_exc()
+            raise

@@ -1,0 +1,206 @@
+"""Loop watch: notice when something holds a server's event loop, and name the line that did.
+
+A heartbeat task on the watched loop stamps the time every few milliseconds. A watchdog
+thread checks the stamp; when it goes stale, the loop is blocked, so the watchdog samples
+the loop thread's current stack (``sys._current_frames``) until the heartbeat returns. A
+stall longer than the threshold becomes a :class:`LoopBlock` naming the source line that
+was running most of the time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import linecache
+import os
+import sys
+import sysconfig
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from types import FrameType
+
+HEARTBEAT_S = 0.005
+"""How often the heartbeat task stamps the time on the watched loop."""
+
+WATCHDOG_POLL_S = 0.005
+"""How often the watchdog thread looks at the heartbeat."""
+
+
+@dataclass(frozen=True)
+class LoopBlock:
+    """One stretch of time in which the event loop could not run anything else."""
+
+    start_s: float
+    """``time.perf_counter()`` when the loop last ran the heartbeat before the block."""
+    end_s: float
+    """``time.perf_counter()`` when the loop was free again."""
+    filename: str
+    lineno: int
+    code: str
+    """The source line that held the loop (the most often sampled one)."""
+    function: str = ""
+    stack: tuple[str, ...] = field(default=(), repr=False)
+    """The sampled stack at that moment, outermost first, as ``file:line in function``."""
+
+    @property
+    def duration_ms(self) -> float:
+        return (self.end_s - self.start_s) * 1000.0
+
+    @property
+    def where(self) -> str:
+        """``file.py:12`` with just the file's base name, for short messages."""
+        return f"{os.path.basename(self.filename)}:{self.lineno}"
+
+    def __str__(self) -> str:
+        return f"loop blocked {self.duration_ms:.0f} ms at {self.where} `{self.code}`"
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Folders whose code is 'not the learner's': the standard library and installed packages."""
+    paths = sysconfig.get_paths()
+    dirs = {paths.get(k, "") for k in ("stdlib", "platstdlib", "purelib", "platlib")}
+    dirs.add(os.path.dirname(os.path.abspath(__file__)))  # this helpers package
+    return tuple(sorted(d for d in dirs if d))
+
+
+_LIBRARY_DIRS = _library_dirs()
+
+
+def is_library_file(filename: str) -> bool:
+    """True for stdlib, site-packages, frozen modules and helpers' own code."""
+    if filename.startswith("<"):
+        return True
+    path = os.path.abspath(filename)
+    return any(path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
+
+
+def _blame_frame(frame: FrameType) -> FrameType:
+    """The innermost frame of the learner's own code, else the innermost frame.
+
+    When ``time.sleep`` or ``sqlite3`` holds the loop the innermost Python frame is the
+    caller's line; when a library blocks (an HTTP client building an SSL context) the
+    interesting line is still where the learner's code called into it.
+    """
+    walker: FrameType | None = frame
+    while walker is not None:
+        if not is_library_file(walker.f_code.co_filename):
+            return walker
+        walker = walker.f_back
+    return frame
+
+
+def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
+    lines = []
+    walker: FrameType | None = frame
+    while walker is not None and len(lines) < limit:
+        lines.append(f"{walker.f_code.co_filename}:{walker.f_lineno} in {walker.f_code.co_name}")
+        walker = walker.f_back
+    return tuple(reversed(lines))
+
+
+class LoopWatch:
+    """Watches one event loop from a daemon thread; records :class:`LoopBlock` entries."""
+
+    def __init__(self, name: str, threshold_ms: float = 50.0) -> None:
+        if threshold_ms <= 0:
+            raise ValueError(f"threshold_ms must be positive, got {threshold_ms!r}")
+        self.name = name
+        self.threshold_ms = threshold_ms
+        self.blocks: list[LoopBlock] = []
+        self._last_beat = time.perf_counter()
+        self._loop_thread_id: int | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    # -- on the watched loop ------------------------------------------------------------
+    def start(self) -> None:
+        """Start watching the running loop; call from a coroutine on that loop."""
+        self._loop_thread_id = threading.get_ident()
+        self._last_beat = time.perf_counter()
+        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
+        self._thread = threading.Thread(
+            target=self._watchdog, name=f"loopwatch:{self.name}", daemon=True
+        )
+        self._thread.start()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            self._last_beat = time.perf_counter()
+            await asyncio.sleep(HEARTBEAT_S)
+
+    async def aclose(self) -> None:
+        """Stop the heartbeat (on the loop) and the watchdog thread."""
+        self._stop.set()
+        if self._heartbeat_task is not None:
+            self._heartbeat_task.cancel()
+            try:
+                await self._heartbeat_task
+            except asyncio.CancelledError:
+                pass
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, 1.0)
+
+    def stop_watchdog(self, timeout: float = 1.0) -> None:
+        """Stop the watchdog thread from any thread (used when the loop is stuck)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    # -- on the watchdog thread --------------------------------------------------------
+    def _watchdog(self) -> None:
+        # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
+        notice_after = max(HEARTBEAT_S * 3, min(self.threshold_ms / 1000.0 / 2, 0.02))
+        stall_from: float | None = None
+        samples: Counter[tuple[str, int, str]] = Counter()
+        stacks: dict[tuple[str, int, str], tuple[str, ...]] = {}
+        while not self._stop.wait(WATCHDOG_POLL_S):
+            beat = self._last_beat
+            now = time.perf_counter()
+            if now - beat > notice_after:
+                if stall_from is None or beat > stall_from:
+                    if stall_from is not None:  # a new stall right after the last
+                        self._record(stall_from, beat, samples, stacks)
+                    stall_from, samples, stacks = beat, Counter(), {}
+                frame = sys._current_frames().get(self._loop_thread_id or 0)
+                if frame is not None:
+                    blamed = _blame_frame(frame)
+                    key = (blamed.f_code.co_filename, blamed.f_lineno, blamed.f_code.co_name)
+                    samples[key] += 1
+                    stacks.setdefault(key, _describe_stack(frame))
+                del frame
+            elif stall_from is not None:
+                self._record(stall_from, beat, samples, stacks)
+                stall_from = None
+
+    def _record(
+        self,
+        stall_from: float,
+        resumed_at: float,
+        samples: Counter[tuple[str, int, str]],
+        stacks: dict[tuple[str, int, str], tuple[str, ...]],
+    ) -> None:
+        # The beat after the stall fires one heartbeat interval late at best.
+        duration_s = resumed_at - stall_from - HEARTBEAT_S
+        if duration_s * 1000.0 < self.threshold_ms or not samples:
+            return
+        (filename, lineno, function), _ = samples.most_common(1)[0]
+        code = linecache.getline(filename, lineno).strip()
+        block = LoopBlock(
+            start_s=stall_from,
+            end_s=stall_from + duration_s,
+            filename=filename,
+            lineno=lineno,
+            code=code,
+            function=function,
+            stack=stacks.get((filename, lineno, function), ()),
+        )
+        with self._lock:
+            self.blocks.append(block)
+
+    def blocks_between(self, start_s: float, end_s: float) -> list[LoopBlock]:
+        """Blocks that overlap the ``perf_counter`` window ``[start_s, end_s]``."""
+        with self._lock:
+            return [b for b in self.blocks if b.end_s >= start_s and b.start_s <= end_s]

@@ -1,0 +1,111 @@
+"""Pictures of load runs: a timeline of every request and a latency chart.
+
+Figures are built with ``matplotlib.figure.Figure`` rather than pyplot, so nothing is shown
+twice; :class:`Picture` gives Jupyter a PNG and a terminal a one-line description.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from .load import LoadResult
+
+# Colour-blind-safe (Okabe–Ito); the event loop always gets the first colour.
+PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+ERROR_COLOUR = "#B00020"
+
+
+class Picture:
+    """A matplotlib figure that shows itself as a PNG in Jupyter and as text elsewhere."""
+
+    def __init__(self, figure: Figure, description: str) -> None:
+        self.figure = figure
+        self.description = description
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+    def save(self, path: str) -> None:
+        self.figure.savefig(path, dpi=100, bbox_inches="tight")
+
+    def __repr__(self) -> str:
+        return f"[picture: {self.description}]"
+
+
+def _thread_colours(names: Sequence[str]) -> dict[str, str]:
+    from .load import thread_order
+
+    ordered = sorted(set(names), key=thread_order)
+    return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ordered)}
+
+
+def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) -> Picture:
+    """One horizontal bar per request, from its start to its end, coloured by serving thread."""
+    records = sorted(result.records, key=lambda r: (r.start_s, r.index))
+    origin = result.started_s
+    threads = [r.served_by or ("failed" if not r.ok else "unknown") for r in records]
+    colours = _thread_colours([t for t in threads if t != "failed"])
+    colours["failed"] = ERROR_COLOUR
+
+    height = min(7.0, 1.6 + 0.12 * len(records))
+    figure = Figure(figsize=(8, height))
+    axes = figure.subplots()
+    for row, (record, thread) in enumerate(zip(records, threads)):
+        axes.barh(
+            row,
+            record.latency_s,
+            left=record.start_s - origin,
+            color=colours[thread],
+            height=0.8 if len(records) < 60 else 1.0,
+            label=thread,
+        )
+    for block in result.loop_blocks:
+        axes.axvspan(
+            block.start_s - origin, block.end_s - origin, color="grey", alpha=0.2,
+            label="event loop blocked",
+        )
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if 0 < len(unique) <= max_legend:
+        axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
+    axes.set_xlabel("seconds since the first request started")
+    axes.set_ylabel("request (in start order)")
+    axes.invert_yaxis()
+    axes.set_title(title or f"{result.n} requests, {result.wall_s:.2f} s wall")
+    figure.tight_layout()
+    from .load import describe_threads
+
+    served = describe_threads(result.served_by)
+    return Picture(
+        figure,
+        f"timeline of {result.n} requests over {result.wall_s:.2f} s (served by {served})",
+    )
+
+
+def latency_chart(result: LoadResult, title: str | None = None) -> Picture:
+    """Every request's latency, sorted from fastest to slowest, with p50 and p95 marked."""
+    latencies_ms = sorted(latency * 1000 for latency in result.latencies_s)
+    figure = Figure(figsize=(8, 3.2))
+    axes = figure.subplots()
+    axes.plot(range(1, len(latencies_ms) + 1), latencies_ms, marker="." if len(latencies_ms) < 80 else "", color=PALETTE[0])
+    for q, style in ((50, "--"), (95, ":")):
+        value = result.percentile(q) * 1000
+        axes.axhline(value, linestyle=style, color="grey")
+        axes.annotate(f"p{q} {value:.0f} ms", (1, value), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    axes.set_xlabel("requests, fastest to slowest")
+    axes.set_ylabel("latency (ms)")
+    axes.set_ylim(bottom=0)
+    axes.set_title(title or f"latency of {result.n} requests")
+    figure.tight_layout()
+    return Picture(
+        figure,
+        f"latency chart: p50 {result.p50 * 1000:.0f} ms, p95 {result.p95 * 1000:.0f} ms, "
+        f"max {result.max_s * 1000:.0f} ms",
+    )

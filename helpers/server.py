@@ -1,0 +1,340 @@
+"""Serve an ASGI app from a notebook: a real uvicorn server on 127.0.0.1, in a background thread.
+
+The kernel's main thread already runs an event loop, so ``uvicorn.run()`` cannot start there,
+and serving on the kernel's own loop would let a blocking endpoint freeze the kernel. Each
+:class:`Server` therefore gets its own thread and its own event loop, binds an ephemeral port
+on loopback only, and watches its loop for blocks (:mod:`helpers.loopwatch`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import itertools
+import logging
+import sys
+import threading
+import time
+import traceback
+import types
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import uvicorn
+from uvicorn.importer import ImportFromStringError, import_from_string
+
+from ._instrument import Instrumented, ThreadLabels, install_thread_noting
+from .loopwatch import LoopBlock, LoopWatch
+
+__all__ = ["Server", "ServerStartupError", "serve", "running_servers", "stop_all"]
+
+HOST = "127.0.0.1"
+STARTUP_TIMEOUT_S = 10.0
+STOP_TIMEOUT_S = 3.0
+GRACEFUL_SHUTDOWN_S = 1.0
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class ServerStartupError(RuntimeError):
+    """The app could not start: bad app object, import error, or a failing lifespan."""
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn's server with a prompt stop: it wakes on request instead of ticking every 100 ms."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+        self._wake: asyncio.Event | None = None
+
+    async def startup(self, sockets: Any = None) -> None:
+        await super().startup(sockets=sockets)
+        self.ready.set()
+
+    async def main_loop(self) -> None:
+        self._wake = asyncio.Event()
+        counter = 0
+        while not await self.on_tick(counter):
+            counter = (counter + 1) % 864000
+            try:
+                await asyncio.wait_for(self._wake.wait(), 0.1)
+            except asyncio.TimeoutError:
+                pass
+
+    def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.should_exit = True
+        if self._wake is not None:
+            try:
+                loop.call_soon_threadsafe(self._wake.set)
+            except RuntimeError:  # loop already closed
+                pass
+
+    async def shutdown(self, sockets: Any = None) -> None:
+        # uvicorn's own shutdown sleeps a fixed 100 ms and polls every 100 ms; a notebook
+        # restarts servers often, so poll in 5 ms steps and give up after a short grace.
+        for server in self.servers:
+            server.close()
+        for connection in list(self.server_state.connections):
+            connection.shutdown()
+        deadline = time.perf_counter() + GRACEFUL_SHUTDOWN_S
+        while (self.server_state.connections or self.server_state.tasks) and (
+            time.perf_counter() < deadline
+        ):
+            await asyncio.sleep(0.005)
+        for task in list(self.server_state.tasks):
+            task.cancel(msg="server stopped")
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+        for server in self.servers:
+            await server.wait_closed()
+        if not self.force_exit:
+            await self.lifespan.shutdown()
+
+
+_registry: dict[str, Server] = {}
+_registry_lock = threading.Lock()
+_anonymous = itertools.count(1)
+
+
+class Server:
+    """A running app: ``url``, ``port``, ``loop_blocks``, ``stop()``; also a context manager."""
+
+    def __init__(self, app: Any, *, name: str, threshold_ms: float = 50.0) -> None:
+        self.name = name
+        self.app = app
+        self.labels = ThreadLabels()
+        self._instrumented = Instrumented(app, self.labels)
+        self.watch = LoopWatch(name, threshold_ms=threshold_ms)
+        config = uvicorn.Config(
+            self._instrumented,
+            host=HOST,
+            port=0,
+            loop="asyncio",
+            lifespan="auto",
+            log_config=None,  # leave the kernel's logging configuration alone
+            log_level="warning",
+            access_log=False,
+            backlog=4096,  # a burst of 1,000 connections must not overflow the accept queue
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        )
+        self._uvicorn = _Uvicorn(config)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"server:{name}", daemon=True)
+        self.port: int = 0
+        self.stopped = False
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except SystemExit:
+            pass  # uvicorn exits this way when lifespan startup fails; the error is kept
+        except BaseException as exc:  # noqa: BLE001 - reported to the thread that called serve()
+            self._thread_error = exc
+        finally:
+            self._uvicorn.ready.set()  # never leave serve() waiting for a dead thread
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.labels.loop_thread = threading.current_thread()
+        self.watch.start()
+        try:
+            await self._uvicorn.serve()
+        finally:
+            await self.watch.aclose()
+
+    def _start(self) -> None:
+        self._thread.start()
+        if not self._uvicorn.ready.wait(STARTUP_TIMEOUT_S):
+            self._abandon()
+            raise ServerStartupError(
+                f"server {self.name!r} did not finish starting within {STARTUP_TIMEOUT_S:.0f} s: "
+                "its lifespan startup is probably waiting on something that never comes"
+            )
+        if not self._uvicorn.started:
+            self._thread.join(STOP_TIMEOUT_S)
+            self.stopped = True
+            raise ServerStartupError(self._startup_failure_message())
+        sockets = self._uvicorn.servers[0].sockets
+        self.port = sockets[0].getsockname()[1]
+
+    def _startup_failure_message(self) -> str:
+        detail = self._instrumented.lifespan_error
+        if detail is None and self._thread_error is not None:
+            detail = "".join(traceback.format_exception(self._thread_error))
+        headline = f"server {self.name!r} failed to start"
+        if self._instrumented.lifespan_error is not None:
+            headline += ": the app's lifespan startup raised an exception"
+        return f"{headline}.\n{detail or 'no traceback was captured'}"
+
+    def stop(self) -> None:
+        """Stop serving and wait for the thread to end (fast, idempotent)."""
+        with _registry_lock:
+            if _registry.get(self.name) is self:
+                del _registry[self.name]
+        if self.stopped:
+            return
+        self.stopped = True
+        if self._loop is not None:
+            self._uvicorn.request_exit(self._loop)
+        self._thread.join(STOP_TIMEOUT_S)
+        if self._thread.is_alive():
+            self._abandon()
+
+    def _abandon(self) -> None:
+        """The loop is stuck (a blocking call that never returns): say where, and move on."""
+        self.stopped = True
+        self._uvicorn.force_exit = True
+        self.watch.stop_watchdog()
+        where = ""
+        frame = sys._current_frames().get(self._thread.ident or 0)
+        if frame is not None:
+            where = f" (it is stuck at {frame.f_code.co_filename}:{frame.f_lineno})"
+        print(
+            f"warning: server {self.name!r} did not stop within {STOP_TIMEOUT_S:.0f} s because "
+            f"its event loop is blocked{where}; its daemon thread is left behind and ends "
+            "with the kernel. Restart the kernel to free it.",
+            file=sys.stderr,
+        )
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- facts ---------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return not self.stopped and self._thread.is_alive()
+
+    @property
+    def loop_blocks(self) -> list[LoopBlock]:
+        """Every block of this server's event loop seen so far, oldest first."""
+        return list(self.watch.blocks)
+
+    def clear_loop_blocks(self) -> None:
+        self.watch.blocks.clear()
+
+    def run_in_loop(
+        self, work: Callable[[], T] | Coroutine[Any, Any, T], timeout: float = 5.0
+    ) -> T:
+        """Run a function or coroutine on this server's event loop and return its result.
+
+        Some state lives per event loop (anyio's threadpool limiter is one): read or change it
+        here, not from a cell, which runs on the kernel's loop.
+        """
+        if not self.running or self._loop is None:
+            raise RuntimeError(f"server {self.name!r} is not running")
+
+        async def call() -> T:
+            if inspect.iscoroutine(work):
+                return await work
+            result = work()  # type: ignore[operator]
+            if inspect.isawaitable(result):
+                return await result  # type: ignore[no-any-return]
+            return result
+
+        future = asyncio.run_coroutine_threadsafe(call(), self._loop)
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            future.cancel()
+            raise TimeoutError(
+                f"server {self.name!r} did not run the call within {timeout} s "
+                "(is its event loop blocked?)"
+            ) from None
+
+    @property
+    def threadpool_tokens(self) -> int:
+        """Size of the threadpool that runs this server's ``def`` endpoints (anyio's, per loop)."""
+        import anyio.to_thread
+
+        return int(
+            self.run_in_loop(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens)
+        )
+
+    @threadpool_tokens.setter
+    def threadpool_tokens(self, tokens: int) -> None:
+        import anyio.to_thread
+
+        def set_tokens() -> None:
+            anyio.to_thread.current_default_thread_limiter().total_tokens = tokens
+
+        self.run_in_loop(set_tokens)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return f"<Server {self.name!r} {state} at {self.url}>"
+
+
+def _resolve_app(app: Any) -> Any:
+    """Turn what the learner passed into an ASGI app, or explain what is wrong with it."""
+    if isinstance(app, str):
+        try:
+            return import_from_string(app)
+        except ImportFromStringError as exc:
+            raise ServerStartupError(f"could not import the app {app!r}: {exc}") from exc
+        except Exception as exc:
+            raise ServerStartupError(
+                f"importing {app!r} raised an exception:\n{traceback.format_exc()}"
+            ) from exc
+    if isinstance(app, types.ModuleType):
+        raise TypeError(
+            f"serve() got the module {app.__name__!r}, not an app: pass the app object inside "
+            f"it, for example serve({app.__name__}.app)"
+        )
+    call = app if inspect.isfunction(app) or inspect.ismethod(app) else type(app).__call__
+    if not callable(app) or not inspect.iscoroutinefunction(call):
+        raise TypeError(
+            f"serve() needs an ASGI app such as FastAPI(); got {type(app).__name__} {app!r:.60}"
+        )
+    return app
+
+
+def serve(app: Any, *, name: str | None = None, threshold_ms: float = 50.0) -> Server:
+    """Start ``app`` on 127.0.0.1 at a free port in a background thread; return once it accepts.
+
+    ``app`` is an ASGI app (a ``FastAPI()``) or an import string like ``"module:app"``.
+    Serving again under the same ``name`` stops the old server first, so re-running a cell is
+    safe. Loop blocks longer than ``threshold_ms`` are recorded on ``Server.loop_blocks``.
+    """
+    install_thread_noting()
+    resolved = _resolve_app(app)
+    if name is not None:
+        with _registry_lock:
+            previous = _registry.get(name)
+        if previous is not None:
+            previous.stop()
+    else:
+        name = f"server-{next(_anonymous)}"
+    server = Server(resolved, name=name, threshold_ms=threshold_ms)
+    server._start()
+    with _registry_lock:
+        _registry[name] = server
+    return server
+
+
+def running_servers() -> list[Server]:
+    """Every server started by :func:`serve` in this process that is still registered."""
+    with _registry_lock:
+        return list(_registry.values())
+
+
+def stop_all() -> None:
+    """Stop every server this process started (also runs at interpreter exit)."""
+    for server in running_servers():
+        server.stop()
+
+
+atexit.register(stop_all)
