@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
+import time
+import weakref
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -28,10 +30,21 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class _RequestRecord:
-    __slots__ = ("thread",)
+    """Which worker thread did the most work for one request.
+
+    FastAPI may hop to the threadpool several times per request (a ``def`` dependency, the
+    endpoint, validating its response); the longest hop is the one that served it.
+    """
+
+    __slots__ = ("thread", "busy_s")
 
     def __init__(self) -> None:
         self.thread: threading.Thread | None = None
+        self.busy_s = -1.0
+
+    def note(self, thread: threading.Thread, busy_s: float) -> None:
+        if busy_s > self.busy_s:
+            self.thread, self.busy_s = thread, busy_s
 
 
 _current_request: contextvars.ContextVar[_RequestRecord | None] = contextvars.ContextVar(
@@ -48,8 +61,11 @@ async def _run_sync_noting_thread(func: Callable[..., Any], *args: Any, **kwargs
         return await _original_run_sync(func, *args, **kwargs)
 
     def note_thread_then_call(*inner_args: Any) -> Any:
-        record.thread = threading.current_thread()
-        return func(*inner_args)
+        began = time.perf_counter()
+        try:
+            return func(*inner_args)
+        finally:
+            record.note(threading.current_thread(), time.perf_counter() - began)
 
     return await _original_run_sync(note_thread_then_call, *args, **kwargs)
 
@@ -65,15 +81,21 @@ class ThreadLabels:
 
     def __init__(self) -> None:
         self.loop_thread: threading.Thread | None = None
-        self._workers: dict[int, int] = {}
+        # weak keys: a finished thread's id() can be reused, its Thread object cannot
+        self._workers: weakref.WeakKeyDictionary[threading.Thread, int] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._count = 0
         self._lock = threading.Lock()
 
     def label(self, thread: threading.Thread | None) -> str:
         if thread is None or thread is self.loop_thread:
             return "event loop"
         with self._lock:
-            number = self._workers.setdefault(id(thread), len(self._workers) + 1)
-        return f"worker {number}"
+            if thread not in self._workers:
+                self._count += 1
+                self._workers[thread] = self._count
+            return f"worker {self._workers[thread]}"
 
 
 class Instrumented:

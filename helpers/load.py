@@ -357,7 +357,7 @@ def load(
     for p in paths:
         if not isinstance(p, str) or not p.startswith("/"):
             raise ValueError(f"each path must be a string starting with '/', got {p!r}")
-    concurrency = _positive_int("concurrency", concurrency or len(paths))
+    concurrency = _positive_int("concurrency", len(paths) if concurrency is None else concurrency)
     if connection_limit is not None:
         _positive_int("connection_limit", connection_limit)
     if timeout_s is not None and timeout_s <= 0:

@@ -124,6 +124,7 @@ class Server:
         )
         self._uvicorn = _Uvicorn(config)
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._main_task: asyncio.Task[None] | None = None
         self._thread_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"server:{name}", daemon=True)
         self.port: int = 0
@@ -135,6 +136,8 @@ class Server:
             asyncio.run(self._main())
         except SystemExit:
             pass  # uvicorn exits this way when lifespan startup fails; the error is kept
+        except asyncio.CancelledError:
+            pass  # serve() gave up waiting for a slow startup and cancelled it
         except BaseException as exc:  # noqa: BLE001 - reported to the thread that called serve()
             self._thread_error = exc
         finally:
@@ -142,6 +145,7 @@ class Server:
 
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
+        self._main_task = asyncio.current_task()
         self.labels.loop_thread = threading.current_thread()
         self.watch.start()
         try:
@@ -149,13 +153,17 @@ class Server:
         finally:
             await self.watch.aclose()
 
-    def _start(self) -> None:
+    def _start(self, timeout_s: float) -> None:
         self._thread.start()
-        if not self._uvicorn.ready.wait(STARTUP_TIMEOUT_S):
-            self._abandon()
+        if not self._uvicorn.ready.wait(timeout_s):
+            self._cancel_main_task()
+            self._thread.join(1.0)
+            if self._thread.is_alive():
+                self._abandon(timeout_s + 1.0)
+            self.stopped = True
             raise ServerStartupError(
-                f"server {self.name!r} did not finish starting within {STARTUP_TIMEOUT_S:.0f} s: "
-                "its lifespan startup is probably waiting on something that never comes"
+                f"server {self.name!r} did not finish starting within {timeout_s:g} s: its "
+                "lifespan startup is still running (waiting on something that never comes?)"
             )
         if not self._uvicorn.started:
             self._thread.join(STOP_TIMEOUT_S)
@@ -163,6 +171,13 @@ class Server:
             raise ServerStartupError(self._startup_failure_message())
         sockets = self._uvicorn.servers[0].sockets
         self.port = sockets[0].getsockname()[1]
+
+    def _cancel_main_task(self) -> None:
+        if self._loop is not None and self._main_task is not None:
+            try:
+                self._loop.call_soon_threadsafe(self._main_task.cancel)
+            except RuntimeError:  # the loop has already closed
+                pass
 
     def _startup_failure_message(self) -> str:
         detail = self._instrumented.lifespan_error
@@ -173,8 +188,8 @@ class Server:
             headline += ": the app's lifespan startup raised an exception"
         return f"{headline}.\n{detail or 'no traceback was captured'}"
 
-    def stop(self) -> None:
-        """Stop serving and wait for the thread to end (fast, idempotent)."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """Stop serving and wait up to ``timeout`` s for the thread to end (idempotent)."""
         with _registry_lock:
             if _registry.get(self.name) is self:
                 del _registry[self.name]
@@ -183,11 +198,11 @@ class Server:
         self.stopped = True
         if self._loop is not None:
             self._uvicorn.request_exit(self._loop)
-        self._thread.join(STOP_TIMEOUT_S)
+        self._thread.join(timeout)
         if self._thread.is_alive():
-            self._abandon()
+            self._abandon(timeout)
 
-    def _abandon(self) -> None:
+    def _abandon(self, waited_s: float) -> None:
         """The loop is stuck (a blocking call that never returns): say where, and move on."""
         self.stopped = True
         self._uvicorn.force_exit = True
@@ -197,7 +212,7 @@ class Server:
         if frame is not None:
             where = f" (it is stuck at {frame.f_code.co_filename}:{frame.f_lineno})"
         print(
-            f"warning: server {self.name!r} did not stop within {STOP_TIMEOUT_S:.0f} s because "
+            f"warning: server {self.name!r} did not stop within {waited_s:g} s because "
             f"its event loop is blocked{where}; its daemon thread is left behind and ends "
             "with the kernel. Restart the kernel to free it.",
             file=sys.stderr,
@@ -302,12 +317,20 @@ def _resolve_app(app: Any) -> Any:
     return app
 
 
-def serve(app: Any, *, name: str | None = None, threshold_ms: float = 50.0) -> Server:
+def serve(
+    app: Any,
+    *,
+    name: str | None = None,
+    threshold_ms: float = 50.0,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+) -> Server:
     """Start ``app`` on 127.0.0.1 at a free port in a background thread; return once it accepts.
 
     ``app`` is an ASGI app (a ``FastAPI()``) or an import string like ``"module:app"``.
     Serving again under the same ``name`` stops the old server first, so re-running a cell is
     safe. Loop blocks longer than ``threshold_ms`` are recorded on ``Server.loop_blocks``.
+    A startup that fails or takes longer than ``startup_timeout_s`` raises
+    :class:`ServerStartupError` with the app's own traceback.
     """
     install_thread_noting()
     resolved = _resolve_app(app)
@@ -319,7 +342,7 @@ def serve(app: Any, *, name: str | None = None, threshold_ms: float = 50.0) -> S
     else:
         name = f"server-{next(_anonymous)}"
     server = Server(resolved, name=name, threshold_ms=threshold_ms)
-    server._start()
+    server._start(startup_timeout_s)
     with _registry_lock:
         _registry[name] = server
     return server

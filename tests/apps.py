@@ -1,0 +1,78 @@
+"""Small apps the helpers' tests serve. A module of its own, so loop blocks point at real lines."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/")
+async def root() -> dict[str, bool]:
+    return {"ok": True}
+
+
+@app.get("/sleep")
+async def awaits_sleep(seconds: float = 0.5) -> dict[str, float]:
+    await asyncio.sleep(seconds)
+    return {"slept": seconds}
+
+
+@app.get("/blocking-sleep")
+async def blocking_sleep() -> dict[str, str]:
+    time.sleep(0.48)  # BLOCKS THE LOOP: the loop watch must point here
+    return {"blocked": "sleep"}
+
+
+@app.get("/cpu")
+async def cpu_loop() -> dict[str, int]:
+    deadline = time.perf_counter() + 0.3
+    spins = 0
+    while time.perf_counter() < deadline:  # BLOCKS THE LOOP: pure-Python work
+        spins += 1
+    return {"spins": spins}
+
+
+@app.get("/def-sleep")
+def def_sleep(seconds: float = 0.5) -> dict[str, float]:
+    time.sleep(seconds)  # fine: a def endpoint runs in the threadpool
+    return {"slept": seconds}
+
+
+@app.get("/status/{code}")
+async def status(code: int):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"code": code}, status_code=code)
+
+
+@app.get("/forever")
+async def forever() -> None:
+    await asyncio.Event().wait()
+
+
+@asynccontextmanager
+async def failing_lifespan(app: FastAPI):
+    raise RuntimeError("the database is not there")
+    yield  # pragma: no cover
+
+
+broken_lifespan_app = FastAPI(lifespan=failing_lifespan)
+
+
+@asynccontextmanager
+async def slow_lifespan(app: FastAPI):
+    await asyncio.sleep(60)
+    yield
+
+
+slow_lifespan_app = FastAPI(lifespan=slow_lifespan)
+
+
+@app.get("/hold-loop-forever")
+async def hold_loop_forever() -> None:
+    time.sleep(3600)  # a student's server that blocks forever

@@ -1,0 +1,173 @@
+"""load(): real concurrent HTTP with no hidden caps, records, errors counted, pictures."""
+
+from __future__ import annotations
+
+import math
+import threading
+
+import pytest
+
+from helpers import LoadResult, load, serve
+from helpers.plots import Picture
+from tests import apps
+
+
+@pytest.fixture(scope="module")
+def server():
+    with serve(apps.app, name="load-target") as running:
+        load(running, "/")
+        yield running
+
+
+def test_concurrent_sleeps_overlap(server):
+    result = load(server, "/sleep?seconds=0.5", n=50)
+    assert result.ok == 50 and result.errors == 0
+    # 50 requests that each wait 0.5 s, all at once: close to 0.5 s, far from 25 s
+    assert 0.5 <= result.wall_s < 0.5 * 1.6
+    assert result.served_by == {"event loop": 50}
+
+
+def test_no_hidden_connection_cap(server):
+    # a stock httpx client would cap this at 100 connections and take two waves
+    result = load(server, "/sleep?seconds=0.5", n=200)
+    assert result.ok == 200
+    assert result.wall_s < 0.5 * 1.8
+
+
+def test_concurrency_limits_requests_in_flight(server):
+    result = load(server, "/sleep?seconds=0.3", n=6, concurrency=2)
+    assert result.ok == 6
+    assert 0.9 <= result.wall_s < 0.9 * 1.5  # three waves of two
+    assert max(in_flight(result)) == 2
+
+
+def test_connection_limit_imitates_a_capped_client(server):
+    result = load(server, "/sleep?seconds=0.3", n=4, connection_limit=2)
+    assert 0.6 <= result.wall_s < 0.6 * 1.5
+
+
+def in_flight(result: LoadResult) -> list[int]:
+    events = sorted([(r.start_s, 1) for r in result.records] + [(r.end_s, -1) for r in result.records],
+                    key=lambda e: (e[0], e[1]))
+    counts, now = [], 0
+    for _, step in events:
+        now += step
+        counts.append(now)
+    return counts
+
+
+def test_def_endpoints_run_on_worker_threads(server):
+    result = load(server, "/def-sleep?seconds=0.2", n=8)
+    assert result.ok == 8
+    assert "event loop" not in result.served_by
+    assert len(result.served_by) == 8  # eight requests at once need eight threads
+
+
+def test_records_and_statistics(server):
+    result = load(server, "/", n=20, concurrency=5)
+    assert len(result.records) == result.n == 20
+    assert sorted(r.index for r in result.records) == list(range(20))
+    assert all(r.end_s >= r.start_s and r.status == 200 for r in result.records)
+    assert result.p50 <= result.p95 <= result.p99 <= result.max_s
+    assert result.percentile(0) == min(result.latencies_s)
+    assert result.rps == pytest.approx(20 / result.wall_s)
+    assert '{"ok":true}' in result.records[0].body
+    with pytest.raises(ValueError, match="percentile"):
+        result.percentile(101)
+
+
+def test_mixed_paths_and_stagger(server):
+    result = load(server, ["/sleep?seconds=0.4"] + ["/"] * 4, stagger_s=0.05)
+    probes = result.for_path("/")
+    assert probes.n == 4 and result.for_path("/sleep?seconds=0.4").n == 1
+    starts = sorted(r.start_s for r in result.records)
+    gaps = [b - a for a, b in zip(starts, starts[1:])]
+    assert all(g >= 0.04 for g in gaps)
+    with pytest.raises(KeyError, match="no requests went to"):
+        result.for_path("/nope")
+
+
+def test_http_errors_are_counted_not_raised(server):
+    result = load(server, "/status/503", n=3)
+    assert result.ok == 0 and result.errors == 3
+    assert result.error_messages == {"HTTP 503": 3}
+
+
+def test_timeouts_are_counted(server):
+    result = load(server, "/forever", n=3, timeout_s=0.3)
+    assert result.errors == 3
+    assert result.error_messages == {"timed out after 0.3 s": 3}
+    assert all(0.25 < r.latency_s < 1.0 for r in result.records)
+
+
+def test_refused_connections_are_counted():
+    import socket
+
+    with socket.socket() as s:  # a port that was free a moment ago and has no listener
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = load(f"http://127.0.0.1:{port}", "/", n=2)
+    assert result.errors == 2
+    (message,) = result.error_messages
+    assert message.startswith("could not connect")
+
+
+def test_loop_blocks_fall_inside_the_run(server):
+    server.clear_loop_blocks()
+    blocked = load(server, "/blocking-sleep")
+    calm = load(server, "/sleep?seconds=0.1")
+    assert len(blocked.loop_blocks) == 1
+    assert calm.loop_blocks == []
+
+
+def test_summary_and_versus(server):
+    result = load(server, "/sleep?seconds=0.2", n=4)
+    text = str(result)
+    assert "4 requests" in text and "4 ok" in text and "event loop: 4" in text
+    assert result.versus(0.2).startswith(f"measured {result.wall_s:.2f} s, ideal 0.20 s")
+
+
+def test_pictures_render(server):
+    result = load(server, ["/blocking-sleep", "/", "/def-sleep?seconds=0"], stagger_s=0.05)
+    for picture in (result.plot_timeline(), result.plot_latency()):
+        assert isinstance(picture, Picture)
+        png = picture._repr_png_()
+        assert png.startswith(b"\x89PNG") and len(png) > 5000
+        assert "picture:" in repr(picture)
+    timeline_axes = result.plot_timeline().figure.axes[0]
+    assert len(timeline_axes.patches) >= 3  # one bar per request, plus the blocked span
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "pattern"),
+    [
+        ({"target": "not a url"}, ValueError, "needs a URL like"),
+        ({"target": "ftp://127.0.0.1/"}, ValueError, "needs a URL like"),
+        ({"target": "http://127.0.0.1:99999"}, ValueError, "port"),
+        ({"target": 3}, TypeError, "needs a Server or a URL"),
+        ({"n": 0}, ValueError, "n must be a positive whole number"),
+        ({"n": -5}, ValueError, "n must be a positive whole number"),
+        ({"n": 2.5}, ValueError, "n must be a positive whole number"),
+        ({"concurrency": 0}, ValueError, "concurrency must be"),
+        ({"path": "no-slash"}, ValueError, "starting with '/'"),
+        ({"path": []}, ValueError, "empty list"),
+        ({"timeout_s": 0}, ValueError, "timeout_s must be positive"),
+    ],
+)
+def test_bad_input_gets_one_clear_error(server, kwargs, error, pattern):
+    arguments = {"target": server, "path": "/", "n": 1} | kwargs
+    threads_before = threading.active_count()
+    with pytest.raises(error, match=pattern):
+        load(arguments.pop("target"), arguments.pop("path"), **arguments)
+    assert threading.active_count() == threads_before
+
+
+def test_stopped_server_is_refused_with_advice():
+    server = serve(apps.app, name="gone")
+    server.stop()
+    with pytest.raises(RuntimeError, match="serve\\(\\) it again"):
+        load(server, "/")
+
+
+def test_empty_percentile_is_nan():
+    assert math.isnan(LoadResult([], 0.0, 0.0, []).percentile(50))

@@ -1,0 +1,65 @@
+"""The loop watch reports real blocks at the right line, within ±20 %, and nothing else."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers import load, serve
+from helpers.loopwatch import LoopWatch, is_library_file
+from tests import apps
+
+
+@pytest.fixture
+def server():
+    with serve(apps.app, name="watched") as running:
+        load(running, "/")  # warm up so first-request costs don't count as blocks
+        running.clear_loop_blocks()
+        yield running
+
+
+def only_block(result):
+    assert len(result.loop_blocks) == 1, [str(b) for b in result.loop_blocks]
+    return result.loop_blocks[0]
+
+
+def test_time_sleep_in_async_def_is_reported_at_its_line(server):
+    block = only_block(load(server, "/blocking-sleep"))
+    assert 480 * 0.8 <= block.duration_ms <= 480 * 1.2
+    assert block.filename.endswith("apps.py")
+    assert block.code == "time.sleep(0.48)  # BLOCKS THE LOOP: the loop watch must point here"
+    assert block.where.startswith("apps.py:")
+    assert "480" not in block.where and "blocked" in str(block)
+
+
+def test_pure_python_loop_in_async_def_is_reported(server):
+    block = only_block(load(server, "/cpu"))
+    assert 300 * 0.8 <= block.duration_ms <= 300 * 1.2
+    assert block.filename.endswith("apps.py")
+    assert "spins" in block.code or "perf_counter" in block.code
+
+
+@pytest.mark.parametrize("path", ["/def-sleep?seconds=0.5", "/sleep?seconds=0.5"])
+def test_waiting_the_right_way_reports_no_block(server, path):
+    result = load(server, path, n=5)
+    assert result.ok == 5
+    assert result.loop_blocks == []
+    assert server.loop_blocks == []
+
+
+def test_blocks_are_listed_on_the_server_too(server):
+    load(server, "/blocking-sleep")
+    load(server, "/cpu")
+    assert [b.filename.endswith("apps.py") for b in server.loop_blocks] == [True, True]
+
+
+def test_threshold_must_be_positive():
+    with pytest.raises(ValueError, match="threshold_ms must be positive"):
+        LoopWatch("x", threshold_ms=0)
+
+
+def test_library_files_are_recognised():
+    import asyncio
+
+    assert is_library_file(asyncio.__file__)
+    assert is_library_file("<frozen importlib._bootstrap>")
+    assert not is_library_file(apps.__file__)

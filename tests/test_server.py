@@ -1,0 +1,193 @@
+"""serve() and Server: real uvicorn on loopback, started and stopped cleanly, clear failures."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+import helpers
+from helpers import ServerStartupError, serve
+from tests import apps
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return response.status, dict(response.headers), response.read()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_serves_on_loopback_and_answers():
+    with serve(apps.app, name="basic") as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        assert server.port > 0
+        status, headers, body = get(server.url + "/")
+        assert status == 200 and body == b'{"ok":true}'
+        assert headers["x-served-by"] == "event loop"
+    assert not server.running
+
+
+def test_binds_only_to_loopback():
+    with serve(apps.app, name="loopback") as server:
+        addresses = {s.getsockname()[0] for s in server._uvicorn.servers[0].sockets}
+        assert addresses == {"127.0.0.1"}
+
+
+def test_def_endpoint_is_served_by_a_worker_thread():
+    with serve(apps.app, name="threads") as server:
+        _, headers, _ = get(server.url + "/def-sleep?seconds=0")
+        assert headers["x-served-by"].startswith("worker ")
+
+
+def test_two_servers_get_different_ports():
+    with serve(apps.app, name="one") as first, serve(apps.app, name="two") as second:
+        assert first.port != second.port
+        assert get(first.url + "/")[0] == get(second.url + "/")[0] == 200
+
+
+def test_serving_again_under_a_name_replaces_the_old_server():
+    servers = [serve(apps.app, name="rerun") for _ in range(20)]
+    alive = [s for s in helpers.running_servers() if s.name == "rerun"]
+    assert alive == [servers[-1]]
+    assert all(not s.running for s in servers[:-1])
+    with pytest.raises(OSError):  # the replaced server no longer listens
+        get(servers[0].url + "/", timeout=1)
+    servers[-1].stop()
+
+
+def test_start_stop_cycles_leak_no_threads_sockets_or_fds():
+    # warm up: first use imports modules and starts the anyio machinery
+    with serve(apps.app, name="warm") as server:
+        get(server.url + "/def-sleep?seconds=0")
+    threads_before, fds_before = threading.active_count(), open_fds()
+    for _ in range(50):
+        with serve(apps.app, name="cycle") as server:
+            get(server.url + "/def-sleep?seconds=0")
+    # a closed socket's fd goes at once; worker threads end when their loop closes
+    deadline = time.monotonic() + 5
+    while threading.active_count() > threads_before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert threading.active_count() == threads_before, threading.enumerate()
+    assert open_fds() == fds_before
+
+
+def test_startup_and_stop_are_quick():
+    starts, stops = [], []
+    for _ in range(10):
+        began = time.perf_counter()
+        server = serve(apps.app, name="quick")
+        starts.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        server.stop()
+        stops.append(time.perf_counter() - began)
+    # generous ceilings for a noisy machine; the benchmark reports the real medians
+    assert sorted(starts)[5] < 0.5
+    assert sorted(stops)[5] < 0.5
+
+
+def test_stop_with_a_request_in_flight_is_prompt():
+    server = serve(apps.app, name="inflight")
+    hang = threading.Thread(target=lambda: _swallow(get, server.url + "/forever", 10), daemon=True)
+    hang.start()
+    time.sleep(0.2)
+    began = time.perf_counter()
+    server.stop()
+    assert time.perf_counter() - began < 2.0
+    hang.join(5)
+    assert not hang.is_alive()
+
+
+def _swallow(func, *args):
+    try:
+        func(*args)
+    except Exception:
+        pass
+
+
+def test_stop_gives_up_on_a_blocked_loop_and_says_where(capsys):
+    server = serve(apps.app, name="stuck")
+
+    def request_that_blocks():
+        _swallow(get, server.url + "/blocking-sleep", 5)
+
+    client = threading.Thread(target=request_that_blocks, daemon=True)
+    client.start()
+    time.sleep(0.1)  # the loop is now inside time.sleep(0.48)
+    began = time.perf_counter()
+    server.stop(timeout=0.1)
+    assert time.perf_counter() - began < 1.0
+    assert "did not stop within 0.1 s" in capsys.readouterr().err
+    client.join(5)
+    server._thread.join(5)  # it does end once the blocking call returns
+    assert not server._thread.is_alive()
+
+
+def test_failing_lifespan_raises_with_the_apps_traceback():
+    began = time.perf_counter()
+    with pytest.raises(ServerStartupError) as error:
+        serve(apps.broken_lifespan_app, name="broken")
+    assert time.perf_counter() - began < 3
+    message = str(error.value)
+    assert "lifespan startup raised" in message
+    assert "the database is not there" in message
+    assert "apps.py" in message  # the app's own traceback, not uvicorn's
+    assert not [s for s in helpers.running_servers() if s.name == "broken"]
+
+
+def test_slow_lifespan_times_out_instead_of_hanging():
+    began = time.perf_counter()
+    with pytest.raises(ServerStartupError, match="did not finish starting within 0.5 s"):
+        serve(apps.slow_lifespan_app, name="slow", startup_timeout_s=0.5)
+    assert time.perf_counter() - began < 3
+    assert not [t for t in threading.enumerate() if t.name == "server:slow" and t.is_alive()]
+
+
+@pytest.mark.parametrize(
+    ("bad", "pattern"),
+    [
+        (42, "needs an ASGI app"),
+        (lambda: None, "needs an ASGI app"),
+        ("no_such_module_here:app", "could not import the app"),
+        ("tests.apps:missing", "could not import the app"),
+        (os, "got the module 'os', not an app"),
+    ],
+)
+def test_bad_apps_get_one_clear_error(bad, pattern):
+    threads_before = threading.active_count()
+    with pytest.raises((TypeError, ServerStartupError), match=pattern):
+        serve(bad)
+    assert threading.active_count() == threads_before
+
+
+def test_import_string_is_served():
+    with serve("tests.apps:app", name="by-string") as server:
+        assert get(server.url + "/")[0] == 200
+
+
+def test_threadpool_tokens_are_read_and_changed_on_the_servers_loop():
+    with serve(apps.app, name="tokens") as server:
+        assert server.threadpool_tokens == 40
+        server.threadpool_tokens = 7
+        assert server.threadpool_tokens == 7
+
+
+def test_run_in_loop_refuses_a_stopped_server():
+    server = serve(apps.app, name="stopped")
+    server.stop()
+    with pytest.raises(RuntimeError, match="is not running"):
+        server.run_in_loop(lambda: 1)
+
+
+def test_no_port_is_left_listening_after_stop():
+    server = serve(apps.app, name="port")
+    port = server.port
+    server.stop()
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
