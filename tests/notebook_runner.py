@@ -1,0 +1,86 @@
+"""Execute a notebook headless in a fresh kernel and collect what the tests need from it."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+CELL_TIMEOUT_S = 60
+
+# Appended to a copy of the notebook: reports the timing cells' figures and any server left.
+PROBE = """
+import json as _json
+import helpers as _helpers
+from helpers import timing as _timing
+print("COURSE-PROBE" + _json.dumps({
+    "measurements": _json.loads(_timing.measurements_json()),
+    "servers": [s.name for s in _helpers.running_servers()],
+}))
+"""
+
+
+@dataclass
+class ExecutedNotebook:
+    path: Path
+    notebook: nbformat.NotebookNode
+    measurements: dict[str, dict]
+    servers_left: list[str]
+    cell_seconds: list[tuple[int, float]]
+    wall_s: float
+
+    def text_output(self) -> str:
+        chunks = []
+        for cell in self.notebook.cells:
+            for output in cell.get("outputs", []):
+                if "text" in output:
+                    chunks.append(output["text"])
+                for key in ("text/plain",):
+                    if key in output.get("data", {}):
+                        chunks.append(output["data"][key])
+        return "\n".join(chunks)
+
+
+def _seconds(cell: nbformat.NotebookNode) -> float:
+    timing = cell.get("metadata", {}).get("execution", {})
+    began, ended = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not began or not ended:
+        return 0.0
+    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(ended) - parse(began)).total_seconds()
+
+
+def execute(name: str, env: dict[str, str] | None = None) -> ExecutedNotebook:
+    """Run ``notebooks/<name>`` top to bottom; raises ``CellExecutionError`` on any error."""
+    path = NOTEBOOKS / name
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
+    previous = dict(os.environ)
+    os.environ.update(env or {})
+    try:
+        client = NotebookClient(
+            notebook,
+            timeout=CELL_TIMEOUT_S,
+            kernel_name="python3",
+            resources={"metadata": {"path": str(path.parent)}},
+            record_timing=True,
+        )
+        began = datetime.now()
+        client.execute()
+        wall_s = (datetime.now() - began).total_seconds()
+    finally:
+        os.environ.clear()
+        os.environ.update(previous)
+    probe_text = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    payload = json.loads(probe_text.split("COURSE-PROBE", 1)[1])
+    cells = [(i, _seconds(c)) for i, c in enumerate(notebook.cells[:-1]) if c.cell_type == "code"]
+    return ExecutedNotebook(
+        path, notebook, payload["measurements"], payload["servers"], cells, wall_s
+    )
