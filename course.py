@@ -59,7 +59,10 @@ def environment_variables() -> dict[str, str]:
 
 def lab(args: list[str]) -> int:
     ensure_environment("")
-    command = [str(BIN / "jupyter"), "lab", "notebooks/index.ipynb", *args]
+    # root_dir stays the course folder, so the file browser reaches exercises/ too
+    command = [str(BIN / "jupyter"), "lab", f"--ServerApp.root_dir={ROOT}", "notebooks/index.ipynb", *args]
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args:
+        command.append("--allow-root")  # containers and Binder-like images often run as root
     return subprocess.call(command, cwd=ROOT, env=environment_variables())
 
 

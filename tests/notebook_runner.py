@@ -84,3 +84,43 @@ def execute(name: str, env: dict[str, str] | None = None) -> ExecutedNotebook:
     return ExecutedNotebook(
         path, notebook, payload["measurements"], payload["servers"], cells, wall_s
     )
+
+
+MAX_CELL_S = 15.0
+
+
+@dataclass(frozen=True)
+class Within:
+    """measured ÷ ideal must lie in [low, high] (with no ideal: the measured seconds)."""
+
+    low: float
+    high: float
+
+    def holds(self, measured_s: float, ideal_s: float | None) -> tuple[bool, float]:
+        value = measured_s / ideal_s if ideal_s else measured_s
+        return self.low <= value <= self.high, value
+
+
+def check_notebook(name: str, claims: dict[str, Within]) -> ExecutedNotebook:
+    """Execute ``name``; fail on any error, a stray server, a slow cell, or a claim out of bounds.
+
+    ``claims`` states a tolerance for every label the notebook reports through
+    ``helpers.timing.report``; a reported label with no stated tolerance fails too.
+    """
+    executed = execute(name)
+    assert executed.servers_left == [], f"{name} left servers running: {executed.servers_left}"
+    slow = [(i, round(s, 1)) for i, s in executed.cell_seconds if s > MAX_CELL_S]
+    assert not slow, f"cells slower than {MAX_CELL_S} s (index, seconds): {slow}"
+    reported = executed.measurements
+    assert set(reported) == set(claims), (
+        f"reported: {sorted(reported)}; tolerances stated for: {sorted(claims)}"
+    )
+    failures = []
+    for label, tolerance in claims.items():
+        measurement = reported[label]
+        ok, value = tolerance.holds(measurement["measured_s"], measurement["ideal_s"])
+        if not ok:
+            failures.append(f"{label}: {value:.2f} not in [{tolerance.low}, {tolerance.high}]")
+    assert not failures, "; ".join(failures)
+    assert "Traceback" not in executed.text_output(), "a cell printed a traceback"
+    return executed

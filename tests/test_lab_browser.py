@@ -1,0 +1,98 @@
+"""The README's lab command brings JupyterLab up with the course visible, in a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def lab(tmp_path):
+    if not os.path.exists(CHROMIUM):
+        if os.environ.get("COURSE_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is required here (COURSE_REQUIRE_BROWSER=1) but not installed")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    port, token = free_port(), "course-test-token"
+    log = (tmp_path / "lab.log").open("w+")
+    # JupyterLab "opens a browser" by running this script: it records what it was asked to open
+    opened = tmp_path / "opened.txt"
+    recorder = tmp_path / "record-browser.sh"
+    recorder.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
+    recorder.chmod(0o755)
+    process = subprocess.Popen(
+        [
+            "python3", "course.py", "lab",
+            f"--ServerApp.browser={recorder} %s", "--ip=127.0.0.1", f"--port={port}",
+            f"--IdentityProvider.token={token}", "--ServerApp.port_retries=0",
+        ],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        env={
+            **os.environ,
+            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+        },
+    )
+    try:
+        deadline = time.monotonic() + 90
+        url = None
+        while time.monotonic() < deadline and process.poll() is None:
+            if opened.exists() and opened.read_text().strip():
+                url = opened.read_text().strip()
+                break
+            time.sleep(0.5)
+        log.seek(0)
+        assert url, f"JupyterLab did not come up:\n{log.read()[-3000:]}"
+        yield url
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_lab_command_opens_the_course_index(lab, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    target = Path(lab.removeprefix("file://")).read_text() if lab.startswith("file://") else lab
+    assert "/lab/tree/notebooks/index.ipynb" in target, f"lab does not open at the index: {target[:500]}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(lab, timeout=60_000)
+            heading = page.locator(".jp-RenderedMarkdown h1", has_text="Concurrency in FastAPI")
+            heading.first.wait_for(timeout=60_000)
+            # the lesson table renders with a link to lesson 00
+            page.locator(".jp-RenderedMarkdown a", has_text="Start here").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(tmp_path / "lab.png"))
+            # the file browser lists the lessons next to the index
+            listing = page.locator(".jp-DirListing-item", has_text="00_start_here.ipynb")
+            listing.first.wait_for(timeout=10_000)
+        finally:
+            browser.close()
