@@ -49,11 +49,28 @@ class LoopBlock:
 
     @property
     def where(self) -> str:
-        """``file.py:12`` with just the file's base name, for short messages."""
+        """``app.py:12``, or ``cell In[3], line 7`` for code typed into a notebook cell."""
+        cell = notebook_cell_number(self.filename)
+        if cell is not None:
+            return f"cell In[{cell}], line {self.lineno}"
         return f"{os.path.basename(self.filename)}:{self.lineno}"
 
     def __str__(self) -> str:
         return f"loop blocked {self.duration_ms:.0f} ms at {self.where} `{self.code}`"
+
+
+def notebook_cell_number(filename: str) -> int | None:
+    """The execution count of the notebook cell IPython compiled into ``filename``, if any."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    shell = get_ipython()
+    filename_map = getattr(getattr(shell, "compile", None), "_filename_map", None)
+    if not isinstance(filename_map, dict):
+        return None
+    number = filename_map.get(filename)
+    return number if isinstance(number, int) else None
 
 
 def _library_dirs() -> tuple[str, ...]:

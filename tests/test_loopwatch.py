@@ -63,3 +63,12 @@ def test_library_files_are_recognised():
     assert is_library_file(asyncio.__file__)
     assert is_library_file("<frozen importlib._bootstrap>")
     assert not is_library_file(apps.__file__)
+
+
+def test_outside_a_notebook_the_location_is_file_and_line():
+    from helpers.loopwatch import LoopBlock, notebook_cell_number
+
+    assert notebook_cell_number("/tmp/ipykernel_1/123.py") is None
+    block = LoopBlock(1.0, 1.5, "/srv/app.py", 12, "time.sleep(0.5)")
+    assert block.where == "app.py:12"
+    assert str(block) == "loop blocked 500 ms at app.py:12 `time.sleep(0.5)`"
