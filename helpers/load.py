@@ -29,7 +29,6 @@ __all__ = ["LoadResult", "RequestRecord", "load"]
 
 DEFAULT_TIMEOUT_S = 30.0
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_load_worker.py")
-LOOP_WATCH_SETTLE_S = 0.03  # lets the watchdog file a block that ended with the last response
 
 
 @dataclass(frozen=True)
@@ -396,7 +395,7 @@ def load(
     server = _server_for(target)
     blocks: list[LoopBlock] = []
     if server is not None:
-        time.sleep(LOOP_WATCH_SETTLE_S)
+        server.watch.settle(ended)
         blocks = server.watch.blocks_between(started, ended)
     return LoadResult(records, started, ended, blocks, label=label)
 

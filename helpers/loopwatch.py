@@ -107,6 +107,18 @@ def _blame_frame(frame: FrameType) -> FrameType:
     return frame
 
 
+IDLE = "<idle: waiting in select()>"
+
+
+def _sample(frame: FrameType) -> tuple[tuple[str, int, str], tuple[str, ...]]:
+    """What the loop thread is doing: the line to blame, or IDLE when it waits for I/O."""
+    if frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py"):
+        return ("", 0, IDLE), ()
+    blamed = _blame_frame(frame)
+    key = (blamed.f_code.co_filename, blamed.f_lineno, blamed.f_code.co_name)
+    return key, _describe_stack(frame)
+
+
 def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
     lines = []
     walker: FrameType | None = frame
@@ -129,6 +141,8 @@ class LoopWatch:
         self._loop_thread_id: int | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
+        self._checked_at = 0.0  # perf_counter of the watchdog's last completed look
+        self._stall_from: float | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -170,27 +184,37 @@ class LoopWatch:
     def _watchdog(self) -> None:
         # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
         notice_after = max(HEARTBEAT_S * 3, min(self.threshold_ms / 1000.0 / 2, 0.02))
-        stall_from: float | None = None
         samples: Counter[tuple[str, int, str]] = Counter()
         stacks: dict[tuple[str, int, str], tuple[str, ...]] = {}
         while not self._stop.wait(WATCHDOG_POLL_S):
             beat = self._last_beat
             now = time.perf_counter()
+            stall_from = self._stall_from
             if now - beat > notice_after:
                 if stall_from is None or beat > stall_from:
                     if stall_from is not None:  # a new stall right after the last
                         self._record(stall_from, beat, samples, stacks)
-                    stall_from, samples, stacks = beat, Counter(), {}
+                    self._stall_from, samples, stacks = beat, Counter(), {}
                 frame = sys._current_frames().get(self._loop_thread_id or 0)
                 if frame is not None:
-                    blamed = _blame_frame(frame)
-                    key = (blamed.f_code.co_filename, blamed.f_lineno, blamed.f_code.co_name)
+                    key, stack = _sample(frame)
                     samples[key] += 1
-                    stacks.setdefault(key, _describe_stack(frame))
+                    stacks.setdefault(key, stack)
                 del frame
             elif stall_from is not None:
                 self._record(stall_from, beat, samples, stacks)
-                stall_from = None
+                self._stall_from = None
+            self._checked_at = now
+
+    def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
+        """Wait until the watchdog has looked at the loop after ``until_s`` and filed any block
+        that began before it (on a busy machine the watchdog thread can lag behind)."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline and (self._thread and self._thread.is_alive()):
+            stall_from = self._stall_from
+            if self._checked_at > until_s and (stall_from is None or stall_from > until_s):
+                return
+            time.sleep(WATCHDOG_POLL_S)
 
     def _record(
         self,
@@ -204,6 +228,10 @@ class LoopWatch:
         if duration_s * 1000.0 < self.threshold_ms or not samples:
             return
         (filename, lineno, function), _ = samples.most_common(1)[0]
+        if function == IDLE:
+            # The loop sat in select() with nothing to do: the OS did not schedule its thread
+            # (a starved machine), which is not code holding the loop.
+            return
         code = linecache.getline(filename, lineno).strip()
         block = LoopBlock(
             start_s=stall_from,

@@ -28,10 +28,10 @@ def test_concurrent_sleeps_overlap(server):
 
 
 def test_no_hidden_connection_cap(server):
-    # a stock httpx client would cap this at 100 connections and take two waves
-    result = load(server, "/sleep?seconds=0.5", n=200)
+    # a stock httpx client caps connections at 100: the second hundred would wait for the first
+    result = load(server, "/sleep?seconds=1.0", n=200)
     assert result.ok == 200
-    assert result.wall_s < 0.5 * 1.8
+    assert max(in_flight(result)) == 200
 
 
 def test_concurrency_limits_requests_in_flight(server):
@@ -43,7 +43,9 @@ def test_concurrency_limits_requests_in_flight(server):
 
 def test_connection_limit_imitates_a_capped_client(server):
     result = load(server, "/sleep?seconds=0.3", n=4, connection_limit=2)
-    assert 0.6 <= result.wall_s < 0.6 * 1.5
+    assert result.wall_s >= 0.6  # two waves: the cap made half of them wait
+    # the waiting shows up in the client-side latency, as it would with a capped client
+    assert sum(latency >= 0.6 for latency in result.latencies_s) == 2
 
 
 def in_flight(result: LoadResult) -> list[int]:
@@ -80,9 +82,9 @@ def test_mixed_paths_and_stagger(server):
     result = load(server, ["/sleep?seconds=0.4"] + ["/"] * 4, stagger_s=0.05)
     probes = result.for_path("/")
     assert probes.n == 4 and result.for_path("/sleep?seconds=0.4").n == 1
-    starts = sorted(r.start_s for r in result.records)
-    gaps = [b - a for a, b in zip(starts, starts[1:])]
-    assert all(g >= 0.04 for g in gaps)
+    # request i is sent no earlier than i × 50 ms after the first (a busy client may be later)
+    first = min(r.start_s for r in result.records)
+    assert all(r.start_s - first >= r.index * 0.05 - 0.002 for r in result.records)
     with pytest.raises(KeyError, match="no requests went to"):
         result.for_path("/nope")
 
