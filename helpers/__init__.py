@@ -1,26 +1,53 @@
 """The course runtime: serve apps in the notebook, load them, watch their event loop, draw it.
 
-Lessons import from here; see COURSE.md for the contract these names keep.
+Names are imported on first use (PEP 562), so a process-pool worker that only needs
+``helpers.cpu`` does not pay for importing FastAPI, uvicorn and matplotlib.
 """
 
-from .load import LoadResult, RequestRecord, load
-from .loopwatch import LoopBlock
-from .server import Server, ServerStartupError, running_servers, serve, stop_all
-from .upstream import Upstream, Upstreams, UpstreamStats, start_upstream, start_upstreams
+from __future__ import annotations
 
-__all__ = [
-    "LoadResult",
-    "LoopBlock",
-    "RequestRecord",
-    "Server",
-    "ServerStartupError",
-    "load",
-    "running_servers",
-    "serve",
-    "start_upstream",
-    "start_upstreams",
-    "stop_all",
-    "Upstream",
-    "Upstreams",
-    "UpstreamStats",
-]
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_WHERE = {
+    "serve": "server",
+    "Server": "server",
+    "ServerStartupError": "server",
+    "running_servers": "server",
+    "stop_all": "server",
+    "load": "load",
+    "LoadResult": "load",
+    "RequestRecord": "load",
+    "LoopBlock": "loopwatch",
+    "Upstream": "upstream",
+    "Upstreams": "upstream",
+    "UpstreamStats": "upstream",
+    "start_upstream": "upstream",
+    "start_upstreams": "upstream",
+    "quiz": "quiz",
+    "quiz_file": "quiz",
+    "report": "timing",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))
+
+
+if TYPE_CHECKING:
+    from .load import LoadResult, RequestRecord, load
+    from .loopwatch import LoopBlock
+    from .quiz import quiz, quiz_file
+    from .server import Server, ServerStartupError, running_servers, serve, stop_all
+    from .timing import report
+    from .upstream import Upstream, Upstreams, UpstreamStats, start_upstream, start_upstreams

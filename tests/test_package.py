@@ -1,0 +1,26 @@
+"""The helpers package exports its public names, and importing helpers.cpu stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+
+
+@pytest.mark.parametrize("name", helpers.__all__)
+def test_every_exported_name_resolves(name):
+    assert getattr(helpers, name) is not None
+
+
+def test_unknown_name_is_an_attribute_error():
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        helpers.nope  # noqa: B018
+
+
+def test_importing_cpu_does_not_import_the_web_stack():
+    code = "import sys, helpers.cpu; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'matplotlib')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
