@@ -109,3 +109,33 @@ def latency_chart(result: LoadResult, title: str | None = None) -> Picture:
         f"latency chart: p50 {result.p50 * 1000:.0f} ms, p95 {result.p95 * 1000:.0f} ms, "
         f"max {result.max_s * 1000:.0f} ms",
     )
+
+
+TaskLog = Sequence[tuple[float, str, str]]
+"""``(perf_counter time, task name, event)`` rows, two per task: its start and its finish."""
+
+
+def task_timeline(runs: dict[str, tuple[TaskLog, float]]) -> Picture:
+    """One panel per run, one bar per task from its first to its last logged moment.
+
+    ``runs`` maps a panel title to ``(log, t0)``; times are drawn relative to ``t0``.
+    """
+    figure = Figure(figsize=(8, 1.2 + 1.3 * len(runs)))
+    panels = figure.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
+    longest = max(max(at for at, _, _ in log) - t0 for log, t0 in runs.values())
+    for axes, (title, (log, t0)) in zip(panels, runs.items()):
+        names = sorted({name for _, name, _ in log})
+        for row, name in enumerate(names):
+            moments = [at - t0 for at, who, _ in log if who == name]
+            start, end = min(moments), max(moments)
+            axes.barh(row, end - start, left=start, height=0.5, color=PALETTE[row % len(PALETTE)], alpha=0.35)
+            axes.plot([start, end], [row, row], "|", color="black", markersize=16, mew=2)
+            axes.annotate(f"{name} done at {end:.2f} s", (end, row), xytext=(6, 0),
+                          textcoords="offset points", va="center", fontsize="small")
+        axes.set_yticks(range(len(names)), names)
+        axes.invert_yaxis()
+        axes.set_title(title, fontsize="medium")
+    panels[-1].set_xlim(-0.02, longest * 1.3)
+    panels[-1].set_xlabel("seconds since the first task started  (bar = suspended at await)")
+    figure.tight_layout()
+    return Picture(figure, "task timeline: " + "; ".join(runs))

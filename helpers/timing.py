@@ -40,14 +40,17 @@ class Measurement:
 _recorded: dict[str, Measurement] = {}
 
 
-def report(label: str, measured_s: float, ideal_s: float | None = None) -> Measurement:
-    """Print ``label: measured 0.61 s, ideal 0.50 s (1.22×)`` and keep it under ``label``."""
+def report(label: str, measured_s: float, ideal_s: float | None = None) -> None:
+    """Print ``label: measured 0.61 s, ideal 0.50 s (1.22×)`` and keep it under ``label``.
+
+    Returns nothing, so a ``report(...)`` on a cell's last line prints once, not twice;
+    :func:`measurements` gives the recorded figures back.
+    """
     if not label:
         raise ValueError("a measurement needs a label that says what was timed")
     measurement = Measurement(label, float(measured_s), None if ideal_s is None else float(ideal_s))
     _recorded[label] = measurement
     print(measurement)
-    return measurement
 
 
 def measurements() -> dict[str, Measurement]:

@@ -173,3 +173,14 @@ def test_stopped_server_is_refused_with_advice():
 
 def test_empty_percentile_is_nan():
     assert math.isnan(LoadResult([], 0.0, 0.0, []).percentile(50))
+
+
+def test_task_timeline_draws_one_bar_per_task():
+    from helpers.plots import task_timeline
+
+    log = [(10.0, "A", "start"), (10.0, "B", "start"), (10.3, "B", "end"), (10.6, "A", "end")]
+    picture = task_timeline({"together": (log, 10.0), "alone": (log[:1] + log[3:], 10.0)})
+    top, bottom = picture.figure.axes
+    assert [round(p.get_width(), 2) for p in top.patches] == [0.6, 0.3]
+    assert len(bottom.patches) == 1
+    assert picture._repr_png_().startswith(b"\x89PNG")
