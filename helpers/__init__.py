@@ -15,16 +15,15 @@ _WHERE = {
     "ServerStartupError": "server",
     "running_servers": "server",
     "stop_all": "server",
-    "load": "load",
-    "LoadResult": "load",
-    "RequestRecord": "load",
+    "load": "loadgen",
+    "LoadResult": "loadgen",
+    "RequestRecord": "loadgen",
     "LoopBlock": "loopwatch",
     "Upstream": "upstream",
     "Upstreams": "upstream",
     "UpstreamStats": "upstream",
     "start_upstream": "upstream",
     "start_upstreams": "upstream",
-    "quiz": "quiz",
     "quiz_file": "quiz",
     "report": "timing",
 }
@@ -45,9 +44,9 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .load import LoadResult, RequestRecord, load
+    from .loadgen import LoadResult, RequestRecord, load
     from .loopwatch import LoopBlock
-    from .quiz import quiz, quiz_file
+    from .quiz import quiz_file
     from .server import Server, ServerStartupError, running_servers, serve, stop_all
     from .timing import report
     from .upstream import Upstream, Upstreams, UpstreamStats, start_upstream, start_upstreams

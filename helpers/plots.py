@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from matplotlib.figure import Figure
 
 if TYPE_CHECKING:
-    from .load import LoadResult
+    from .loadgen import LoadResult
 
 # Colour-blind-safe (Okabe–Ito); the event loop always gets the first colour.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -40,7 +40,7 @@ class Picture:
 
 
 def _thread_colours(names: Sequence[str]) -> dict[str, str]:
-    from .load import thread_order
+    from .loadgen import thread_order
 
     ordered = sorted(set(names), key=thread_order)
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ordered)}
@@ -80,7 +80,7 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     axes.invert_yaxis()
     axes.set_title(title or f"{result.n} requests, {result.wall_s:.2f} s wall")
     figure.tight_layout()
-    from .load import describe_threads
+    from .loadgen import describe_threads
 
     served = describe_threads(result.served_by)
     return Picture(

@@ -24,3 +24,11 @@ def test_importing_cpu_does_not_import_the_web_stack():
     code = "import sys, helpers.cpu; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'matplotlib')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_functions_are_not_shadowed_by_their_modules():
+    import helpers.quiz  # noqa: F401 - importing submodules must not replace the functions
+    import helpers.upstream  # noqa: F401
+
+    assert callable(helpers.load) and helpers.load.__module__ == "helpers.loadgen"
+    assert callable(helpers.serve)
