@@ -92,13 +92,20 @@ def is_library_file(filename: str) -> bool:
     return any(path.startswith(d + os.sep) for d in _LIBRARY_DIRS)
 
 
+_ASYNCIO_DIR = os.path.dirname(os.path.abspath(asyncio.__file__)) + os.sep
+
+
 def _blame_frame(frame: FrameType) -> FrameType:
     """The innermost frame of the learner's own code, else the innermost frame.
 
     When ``time.sleep`` or ``sqlite3`` holds the loop the innermost Python frame is the
     caller's line; when a library blocks (an HTTP client building an SSL context) the
-    interesting line is still where the learner's code called into it.
+    interesting line is still where the learner's code called into it. When the innermost
+    frame is asyncio's own (a burst of a thousand tasks waking up), the loop was busy with
+    its bookkeeping, and blaming the ``await`` line that happens to be below would mislead.
     """
+    if os.path.abspath(frame.f_code.co_filename).startswith(_ASYNCIO_DIR):
+        return frame
     walker: FrameType | None = frame
     while walker is not None:
         if not is_library_file(walker.f_code.co_filename):
