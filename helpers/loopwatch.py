@@ -122,7 +122,9 @@ def _sample(frame: FrameType) -> tuple[tuple[str, int, str], tuple[str, ...]]:
     if frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py"):
         return ("", 0, IDLE), ()
     blamed = _blame_frame(frame)
-    key = (blamed.f_code.co_filename, blamed.f_lineno, blamed.f_code.co_name)
+    # f_lineno can be None for a frame caught mid-instruction; fall back to the def line
+    lineno = blamed.f_lineno or blamed.f_code.co_firstlineno
+    key = (blamed.f_code.co_filename, lineno, blamed.f_code.co_name)
     return key, _describe_stack(frame)
 
 

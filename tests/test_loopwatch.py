@@ -12,7 +12,10 @@ from tests import apps
 @pytest.fixture
 def server():
     with serve(apps.app, name="watched") as running:
-        load(running, "/")  # warm up so first-request costs don't count as blocks
+        # warm up so one-time costs don't count as blocks: the first request, and starting
+        # the worker threads (Thread.start() waits on the loop for each new thread to run)
+        load(running, "/")
+        load(running, "/def-sleep?seconds=0.05", n=5)
         running.clear_loop_blocks()
         yield running
 
