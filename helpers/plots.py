@@ -76,7 +76,11 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     if 0 < len(unique) <= max_legend:
         axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
     axes.set_xlabel("seconds since the first request started")
+    paths = {r.path for r in records}
     axes.set_ylabel("request (in start order)")
+    if 1 < len(paths) and len(records) <= 40:
+        # a mixed run: name each row by the path it requested
+        axes.set_yticks(range(len(records)), [r.path for r in records], fontsize="small")
     axes.invert_yaxis()
     axes.set_title(title or f"{result.n} requests, {result.wall_s:.2f} s wall")
     figure.tight_layout()

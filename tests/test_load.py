@@ -184,3 +184,9 @@ def test_task_timeline_draws_one_bar_per_task():
     assert [round(p.get_width(), 2) for p in top.patches] == [0.6, 0.3]
     assert len(bottom.patches) == 1
     assert picture._repr_png_().startswith(b"\x89PNG")
+
+
+def test_mixed_runs_label_rows_by_path(server):
+    result = load(server, ["/sleep?seconds=0.1", "/", "/"], stagger_s=0.02)
+    labels = [t.get_text() for t in result.plot_timeline().figure.axes[0].get_yticklabels()]
+    assert labels == ["/sleep?seconds=0.1", "/", "/"]
