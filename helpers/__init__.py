@@ -16,6 +16,7 @@ _WHERE = {
     "running_servers": "server",
     "stop_all": "server",
     "load": "loadgen",
+    "load_with_monitor": "loadgen",
     "LoadResult": "loadgen",
     "RequestRecord": "loadgen",
     "LoopBlock": "loopwatch",
@@ -44,7 +45,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from .loadgen import LoadResult, RequestRecord, load
+    from .loadgen import LoadResult, RequestRecord, load, load_with_monitor
     from .loopwatch import LoopBlock
     from .quiz import quiz_file
     from .server import Server, ServerStartupError, running_servers, serve, stop_all

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 from .loopwatch import LoopBlock
 from .server import Server, running_servers
 
-__all__ = ["LoadResult", "RequestRecord", "load"]
+__all__ = ["LoadResult", "RequestRecord", "load", "load_with_monitor"]
 
 DEFAULT_TIMEOUT_S = 30.0
 WORKER_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_load_worker.py")
@@ -398,6 +398,26 @@ def load(
         server.watch.settle(ended)
         blocks = server.watch.blocks_between(started, ended)
     return LoadResult(records, started, ended, blocks, label=label)
+
+
+def load_with_monitor(
+    target: Server | str,
+    path: str,
+    n: int,
+    probe_paths: Sequence[str],
+    every_s: float = 0.03,
+    **options: Any,
+) -> tuple[LoadResult, LoadResult]:
+    """Send ``n`` requests to ``path`` at once while a monitor sends ``probe_paths``, one every
+    ``every_s`` seconds; return ``(traffic, monitor)``. Both runs use their own worker process."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor") as monitor:
+        probing = monitor.submit(
+            load, target, list(probe_paths), stagger_s=every_s, progress=False, label="monitor"
+        )
+        traffic = load(target, path, n=n, **options)
+        return traffic, probing.result()
 
 
 def _run_job(job: dict[str, Any], total: int, *, progress: bool, label: str) -> list[dict[str, Any]]:

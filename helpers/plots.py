@@ -143,3 +143,44 @@ def task_timeline(runs: dict[str, tuple[TaskLog, float]]) -> Picture:
     panels[-1].set_xlabel("seconds since the first task started  (bar = suspended at await)")
     figure.tight_layout()
     return Picture(figure, "task timeline: " + "; ".join(runs))
+
+
+def probe_latency(
+    title: str,
+    lines: Sequence[tuple[str, LoadResult, str]],
+    busy: LoadResult | None = None,
+) -> Picture:
+    """What a health monitor sees: each probe's latency against the moment it was sent.
+
+    ``lines`` holds ``(label, run, probe path)``; grey bands mark loop blocks, and ``busy``
+    (optional) shades the time another run's slow traffic was in flight.
+    """
+    figure = Figure(figsize=(8, 3.2))
+    axes = figure.subplots()
+    for label, run, path in lines:
+        sent = run.for_path(path).records
+        axes.plot(
+            [r.start_s - run.started_s for r in sent],
+            [r.latency_s * 1000 for r in sent],
+            marker="o", markersize=3, label=label,
+        )
+        for block in run.loop_blocks:
+            axes.axvspan(
+                block.start_s - run.started_s, block.end_s - run.started_s,
+                color="grey", alpha=0.2, label="event loop blocked",
+            )
+    if busy is not None:
+        origin = lines[0][1].started_s
+        axes.axvspan(
+            busy.started_s - origin, busy.ended_s - origin, color="orange", alpha=0.15,
+            label="slow traffic in flight",
+        )
+    axes.set(xlabel="probe sent at (seconds since the run began)", ylabel="probe latency (ms)",
+             title=title)
+    axes.set_ylim(bottom=0)
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    axes.legend(unique.values(), unique.keys(), loc="upper right", fontsize="small")
+    figure.tight_layout()
+    worst = ", ".join(f"{label} worst {run.for_path(path).max_s * 1000:.0f} ms" for label, run, path in lines)
+    return Picture(figure, f"{title}: {worst}")

@@ -190,3 +190,18 @@ def test_mixed_runs_label_rows_by_path(server):
     result = load(server, ["/sleep?seconds=0.1", "/", "/"], stagger_s=0.02)
     labels = [t.get_text() for t in result.plot_timeline().figure.axes[0].get_yticklabels()]
     assert labels == ["/sleep?seconds=0.1", "/", "/"]
+
+
+def test_monitor_probes_while_traffic_runs(server):
+    from helpers import load_with_monitor
+    from helpers.plots import probe_latency
+
+    server.clear_loop_blocks()
+    traffic, monitor = load_with_monitor(
+        server, "/blocking-sleep", 1, ["/"] * 8, every_s=0.05
+    )
+    assert traffic.ok == 1 and monitor.ok == 8
+    # the monitor ran during the traffic: its worst probe waited for the blocking sleep
+    assert monitor.max_s >= 0.48 * 0.6
+    picture = probe_latency("probes", [("during the sleep", monitor, "/")], busy=traffic)
+    assert "worst" in repr(picture) and picture._repr_png_().startswith(b"\x89PNG")
