@@ -111,7 +111,7 @@ class KitchenResult:
     records: tuple[OrderRecord, ...] = field(repr=False)
     measured: bool
     ms_per_minute: float | None = None  # real milliseconds per simulated minute (measured runs)
-    real_seconds: float | None = None  # wall-clock time the run took (measured runs)
+    real_seconds: float | None = None  # wall-clock time of the run, thread start and join included
 
     @property
     def total_minutes(self) -> float:
@@ -193,6 +193,16 @@ class KitchenComparison:
 
     def __str__(self) -> str:
         return f"{self.summary}\n{self.measured_vs_ideal}"
+
+    def report(self, name: str) -> None:
+        """Print and record each chef's real cooking time next to the arithmetic's ideal
+        (``helpers.timing.report``), labelled ``"<name>: <chef>"``."""
+        from .timing import report
+
+        for measured, ideal in ((self.sync_chef, self.ideal_sync), (self.async_chef, self.ideal_async)):
+            assert measured.ms_per_minute is not None and measured.real_seconds is not None
+            ideal_s = ideal.total_minutes * measured.ms_per_minute / 1000
+            report(f"{name}: {measured.label}", measured.real_seconds, ideal_s=ideal_s)
 
     def plot(self) -> Picture:
         """Both kitchens side by side."""
@@ -646,14 +656,23 @@ def kitchen_explorer() -> ipywidgets.VBox | None:
     """Sliders for orders, prep, oven and chefs, and a button that runs both kitchens.
 
     Where widgets cannot show (``COURSE_QUIZ_MODE=text``, or no Jupyter kernel), it runs the
-    default comparison once, prints the summary and returns None.
+    default comparison once, shows the summary (and, inside IPython, the picture) and returns None.
     """
     # Imported here so the kitchen works even if the quiz module cannot load; the quiz module
     # owns the one rule for "can widgets show here?".
     from helpers.quiz import display_mode
 
     if display_mode() == "text":
-        print(compare())
+        comparison = compare()
+        try:
+            from IPython import get_ipython
+            from IPython.display import display
+        except ImportError:
+            get_ipython = None  # type: ignore[assignment]
+        if get_ipython is not None and get_ipython() is not None:
+            display(comparison)  # the text, then the picture a static export can keep
+        else:
+            print(comparison)
         return None
     return _build_explorer()
 
@@ -667,7 +686,7 @@ def _build_explorer() -> ipywidgets.VBox:
         value=DEFAULT_ORDERS, min=1, max=12, description="orders", style=wide
     )
     prep = widgets.FloatSlider(
-        value=DEFAULT_PREP_MIN, min=0.5, max=5.0, step=0.5, description="prep (min)", style=wide
+        value=DEFAULT_PREP_MIN, min=0.5, max=10.0, step=0.5, description="prep (min)", style=wide
     )
     oven = widgets.FloatSlider(
         value=DEFAULT_OVEN_MIN, min=1.0, max=20.0, step=1.0, description="oven (min)", style=wide

@@ -407,3 +407,16 @@ def test_garbage_collector_is_left_as_it_was() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_comparison_reports_both_chefs_in_seconds(capsys) -> None:
+    from helpers import timing
+
+    comparison = compare(orders=2, prep_min=1, oven_min=3)
+    comparison.report("tiny kitchen")
+    printed = capsys.readouterr().out
+    recorded = timing.measurements()
+    sync_label = f"tiny kitchen: {comparison.sync_chef.label}"
+    assert sync_label in printed and sync_label in recorded
+    # ideal: 2 × (1 + 3) simulated minutes at the run's real ms per minute
+    assert recorded[sync_label].ideal_s == pytest.approx(8 * comparison.sync_chef.ms_per_minute / 1000)
