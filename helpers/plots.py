@@ -55,7 +55,7 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     colours["failed"] = ERROR_COLOUR
 
     height = min(7.0, 1.6 + 0.12 * len(records))
-    figure = Figure(figsize=(8, height))
+    figure = Figure(figsize=(9, height))
     axes = figure.subplots()
     for row, (record, thread) in enumerate(zip(records, threads)):
         axes.barh(
@@ -74,7 +74,11 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     handles, labels = axes.get_legend_handles_labels()
     unique = dict(zip(labels, handles))
     if 0 < len(unique) <= max_legend:
-        axes.legend(unique.values(), unique.keys(), loc="lower right", fontsize="small")
+        # outside the axes, so it never hides a bar
+        axes.legend(
+            unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0),
+            fontsize="small", frameon=False,
+        )
     axes.set_xlabel("seconds since the first request started")
     paths = {r.path for r in records}
     axes.set_ylabel("request (in start order)")
