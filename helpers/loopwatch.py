@@ -10,6 +10,8 @@ was running most of the time.
 from __future__ import annotations
 
 import asyncio
+import collections
+import gc
 import linecache
 import os
 import sys
@@ -44,6 +46,11 @@ class LoopBlock:
     """The sampled stack at that moment, outermost first, as ``file:line in function``."""
 
     @property
+    def is_garbage_collection(self) -> bool:
+        """True when Python's garbage collector, not the app's code, held the loop."""
+        return self.function == GC_FUNCTION
+
+    @property
     def duration_ms(self) -> float:
         return (self.end_s - self.start_s) * 1000.0
 
@@ -56,6 +63,8 @@ class LoopBlock:
         return f"{os.path.basename(self.filename)}:{self.lineno}"
 
     def __str__(self) -> str:
+        if self.is_garbage_collection:
+            return f"loop blocked {self.duration_ms:.0f} ms by {self.code}"
         return f"loop blocked {self.duration_ms:.0f} ms at {self.where} `{self.code}`"
 
 
@@ -115,6 +124,38 @@ def _blame_frame(frame: FrameType) -> FrameType:
 
 
 IDLE = "<idle: waiting in select()>"
+GC_FUNCTION = "<garbage collection>"
+
+# Python's garbage collector stops whichever thread triggered it, the loop's included: a full
+# collection in a kernel full of objects can take tens of milliseconds. Record the long ones so
+# a block they explain is reported as what it is.
+_GC_PAUSE_FLOOR_S = 0.005
+_gc_pauses: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
+_gc_started = 0.0
+
+
+def _note_gc(phase: str, info: dict[str, int]) -> None:
+    global _gc_started
+    now = time.perf_counter()
+    if phase == "start":
+        _gc_started = now
+    elif now - _gc_started >= _GC_PAUSE_FLOOR_S:
+        _gc_pauses.append((_gc_started, now, info.get("generation", -1)))
+
+
+if _note_gc not in gc.callbacks:
+    gc.callbacks.append(_note_gc)
+
+
+def _gc_share(start_s: float, end_s: float) -> tuple[float, int]:
+    """Seconds of ``[start_s, end_s]`` spent in garbage collection, and the oldest generation."""
+    total, generation = 0.0, -1
+    for began, ended, gen in list(_gc_pauses):
+        overlap = min(end_s, ended) - max(start_s, began)
+        if overlap > 0:
+            total += overlap
+            generation = max(generation, gen)
+    return total, generation
 
 
 def _sample(frame: FrameType) -> tuple[tuple[str, int, str], tuple[str, ...]]:
@@ -235,6 +276,19 @@ class LoopWatch:
         # The beat after the stall fires one heartbeat interval late at best.
         duration_s = resumed_at - stall_from - HEARTBEAT_S
         if duration_s * 1000.0 < self.threshold_ms or not samples:
+            return
+        gc_s, generation = _gc_share(stall_from, stall_from + duration_s)
+        if gc_s >= duration_s / 2:
+            block = LoopBlock(
+                start_s=stall_from,
+                end_s=stall_from + duration_s,
+                filename="<gc>",
+                lineno=0,
+                code=f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it",
+                function=GC_FUNCTION,
+            )
+            with self._lock:
+                self.blocks.append(block)
             return
         (filename, lineno, function), _ = samples.most_common(1)[0]
         if function == IDLE:

@@ -76,3 +76,10 @@ slow_lifespan_app = FastAPI(lifespan=slow_lifespan)
 @app.get("/hold-loop-forever")
 async def hold_loop_forever() -> None:
     time.sleep(3600)  # a student's server that blocks forever
+
+
+@app.get("/collect-garbage")
+async def collect_garbage() -> dict[str, int]:
+    import gc
+
+    return {"unreachable": gc.collect()}  # a full collection, on the loop's thread

@@ -118,8 +118,11 @@ def test_loop_blocks_fall_inside_the_run(server):
     server.clear_loop_blocks()
     blocked = load(server, "/blocking-sleep")
     calm = load(server, "/sleep?seconds=0.1")
-    assert len(blocked.loop_blocks) == 1
-    assert calm.loop_blocks == []
+    def by_code(blocks):  # a garbage-collection pause may land in either run
+        return [b for b in blocks if not b.is_garbage_collection]
+
+    assert len(by_code(blocked.loop_blocks)) == 1
+    assert by_code(calm.loop_blocks) == []
 
 
 def test_summary_and_versus(server):
