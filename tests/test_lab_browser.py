@@ -96,3 +96,43 @@ def test_lab_command_opens_the_course_index(lab, tmp_path):
             listing.first.wait_for(timeout=10_000)
         finally:
             browser.close()
+
+
+def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
+    """The learner's view: Run All on lesson 00, then answer a quiz question by clicking."""
+    from playwright.sync_api import sync_playwright
+
+    target = Path(lab.removeprefix("file://")).read_text() if lab.startswith("file://") else lab
+    base = target.split("/lab/")[0].split("url=")[-1]
+    token = target.split("token=")[1].split('"')[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{base}/lab/tree/notebooks/00_start_here.ipynb?token={token}", timeout=60_000)
+            page.locator(".jp-RenderedMarkdown h1", has_text="Start here").first.wait_for(timeout=60_000)
+            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
+                timeout=60_000
+            )
+            page.get_by_role("menuitem", name="Run", exact=True).click()
+            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+
+            # the timing cell's line and the timeline picture appear
+            page.locator(".jp-OutputArea-output", has_text="10 requests at once").first.wait_for(
+                timeout=90_000
+            )
+            page.locator(".jp-OutputArea-output img").first.wait_for(timeout=30_000)
+
+            # the quiz renders as widgets; answer question 1 correctly and check it
+            quiz = page.locator(".course-quiz").first
+            quiz.wait_for(timeout=30_000)
+            quiz.scroll_into_view_if_needed()
+            quiz.locator("label", has_text="About 0.5 s").first.click()
+            quiz.get_by_role("button", name="Check").first.click()
+            quiz.locator(".widget-html", has_text="Correct.").first.wait_for(timeout=10_000)
+            page.screenshot(path=str(tmp_path / "lesson00.png"), full_page=False)
+            # no cell failed (the expected RuntimeWarnings of the uvicorn.run() cell are fine)
+            tracebacks = page.locator(".jp-OutputArea-output", has_text="most recent call last")
+            assert tracebacks.count() == 0
+        finally:
+            browser.close()
