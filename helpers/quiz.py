@@ -228,7 +228,10 @@ class Quiz:
         blocks = [widgets.HTML(_WRAP_LONG_CHOICES_CSS + f"<h4>{_inline_html(self.title)}</h4>")]
         for number, question in enumerate(self.questions):
             radio = widgets.RadioButtons(
-                options=[f"{_LETTERS[i]}) {c}" for i, c in enumerate(question.choices)],
+                # radio labels are plain text: show `code` without its backticks
+                options=[
+                    f"{_LETTERS[i]}) {c.replace('`', '')}" for i, c in enumerate(question.choices)
+                ],
                 index=None,  # no preselected answer: a default pick would bias the learner
                 layout=widgets.Layout(width="auto"),
             )

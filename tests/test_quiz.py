@@ -339,3 +339,16 @@ def test_headless_kernel_shows_widget_with_text_fallback_once(
     assert "Answer: B) Two processes" in data["text/plain"]
     assert not any(o.get("name") == "stderr" for o in first.outputs)
     assert second.outputs[0]["data"]["text/plain"] == "False"
+
+
+def test_radio_labels_show_code_without_backticks() -> None:
+    shown = Quiz(
+        parse_questions([{
+            "question": "Which call fails in a notebook?",
+            "choices": ["`asyncio.run(main())`", "`await main()`"],
+            "answer": 0,
+            "explanation": "The kernel's loop is already running.",
+        }]),
+        mode="widgets",
+    )
+    assert shown._radios[0].options == ("A) asyncio.run(main())", "B) await main()")
