@@ -57,10 +57,33 @@ def environment_variables() -> dict[str, str]:
     return env
 
 
+LAB_OVERRIDES = VENV / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+
+
+def quiet_jupyterlab() -> None:
+    """Course defaults for JupyterLab in this environment: never ask to fetch news from the web
+    (the course runs offline), unless someone already wrote their own overrides."""
+    if not LAB_OVERRIDES.exists():
+        LAB_OVERRIDES.parent.mkdir(parents=True, exist_ok=True)
+        LAB_OVERRIDES.write_text(
+            '{"@jupyterlab/apputils-extension:notification": '
+            '{"fetchNews": "false", "checkForUpdates": false}}\n'
+        )
+
+
 def lab(args: list[str]) -> int:
     ensure_environment("")
-    # root_dir stays the course folder, so the file browser reaches exercises/ too
-    command = [str(BIN / "jupyter"), "lab", f"--ServerApp.root_dir={ROOT}", "notebooks/index.ipynb", *args]
+    quiet_jupyterlab()
+    command = [
+        str(BIN / "jupyter"), "lab",
+        # root_dir stays the course folder, so the file browser reaches exercises/ too
+        f"--ServerApp.root_dir={ROOT}",
+        # the course runs offline on 127.0.0.1: no news feed, no update checks against the web
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate",
+        "notebooks/index.ipynb",
+        *args,
+    ]
     if hasattr(os, "geteuid") and os.geteuid() == 0 and "--allow-root" not in args:
         command.append("--allow-root")  # containers and Binder-like images often run as root
     return subprocess.call(command, cwd=ROOT, env=environment_variables())

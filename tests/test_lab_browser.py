@@ -131,6 +131,8 @@ def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
             quiz.get_by_role("button", name="Check").first.click()
             quiz.locator(".widget-html", has_text="Correct.").first.wait_for(timeout=10_000)
             page.screenshot(path=str(tmp_path / "lesson00.png"), full_page=False)
+            # the course runs offline: JupyterLab must not ask to fetch news from the web
+            assert page.get_by_text("get notified about official Jupyter news").count() == 0
             # no cell failed (the expected RuntimeWarnings of the uvicorn.run() cell are fine)
             tracebacks = page.locator(".jp-OutputArea-output", has_text="most recent call last")
             assert tracebacks.count() == 0
