@@ -63,7 +63,7 @@ class LoopBlock:
         return f"{os.path.basename(self.filename)}:{self.lineno}"
 
     def __str__(self) -> str:
-        if self.is_garbage_collection:
+        if self.function in (GC_FUNCTION, UNSAMPLED):
             return f"loop blocked {self.duration_ms:.0f} ms by {self.code}"
         return f"loop blocked {self.duration_ms:.0f} ms at {self.where} `{self.code}`"
 
@@ -125,6 +125,7 @@ def _blame_frame(frame: FrameType) -> FrameType:
 
 IDLE = "<idle: waiting in select()>"
 GC_FUNCTION = "<garbage collection>"
+UNSAMPLED = "<unsampled>"
 
 # Python's garbage collector stops whichever thread triggered it, the loop's included: a full
 # collection in a kernel full of objects can take tens of milliseconds. Record the long ones so
@@ -179,7 +180,14 @@ def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
 
 
 class LoopWatch:
-    """Watches one event loop from a daemon thread; records :class:`LoopBlock` entries."""
+    """Watches one event loop; records :class:`LoopBlock` entries.
+
+    Two parts cooperate. The heartbeat task, on the watched loop, knows exactly how long the
+    loop was held (the gap between two beats) and files each block. The watchdog thread
+    notices a stale heartbeat while the block is still going on and samples the loop thread's
+    stack, so the block can name its line. Code that never lets go of the GIL (a garbage
+    collection, a long C call) cannot be sampled, but the heartbeat still files it.
+    """
 
     def __init__(self, name: str, threshold_ms: float = 50.0) -> None:
         if threshold_ms <= 0:
@@ -191,10 +199,11 @@ class LoopWatch:
         self._loop_thread_id: int | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
-        self._checked_at = 0.0  # perf_counter of the watchdog's last completed look
-        self._stall_from: float | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        # stack samples taken during the stall that began at a given beat, keyed by that beat
+        self._samples: dict[float, Counter[tuple[str, int, str]]] = {}
+        self._stacks: dict[float, dict[tuple[str, int, str], tuple[str, ...]]] = {}
 
     # -- on the watched loop ------------------------------------------------------------
     def start(self) -> None:
@@ -208,9 +217,47 @@ class LoopWatch:
         self._thread.start()
 
     async def _heartbeat(self) -> None:
+        previous = self._last_beat = time.perf_counter()
         while True:
-            self._last_beat = time.perf_counter()
             await asyncio.sleep(HEARTBEAT_S)
+            now = time.perf_counter()
+            # the sleep itself accounts for one interval; anything beyond it, the loop was held
+            held_s = now - previous - HEARTBEAT_S
+            if held_s * 1000.0 >= self.threshold_ms:
+                self._file(previous, previous + held_s)
+            elif previous in self._samples:
+                with self._lock:
+                    self._samples.pop(previous, None)
+                    self._stacks.pop(previous, None)
+            previous = self._last_beat = now
+
+    def _file(self, start_s: float, end_s: float) -> None:
+        with self._lock:
+            samples = self._samples.pop(start_s, Counter())
+            stacks = self._stacks.pop(start_s, {})
+            for stale in [beat for beat in self._samples if beat < start_s]:
+                del self._samples[stale], self._stacks[stale]
+        duration_s = end_s - start_s
+        gc_s, generation = _gc_share(start_s, end_s)
+        if gc_s >= duration_s / 2:
+            filename, lineno, function = "<gc>", 0, GC_FUNCTION
+            code = f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it"
+            stack: tuple[str, ...] = ()
+        elif samples:
+            (filename, lineno, function), _ = samples.most_common(1)[0]
+            if function == IDLE:
+                # The loop sat in select() with nothing to do: the OS did not schedule its
+                # thread (a starved machine), which is not code holding the loop.
+                return
+            code = linecache.getline(filename, lineno).strip()
+            stack = stacks.get((filename, lineno, function), ())
+        else:
+            filename, lineno, function = "<unsampled>", 0, UNSAMPLED
+            code = "C code that never released the GIL (no Python line could be sampled)"
+            stack = ()
+        block = LoopBlock(start_s, end_s, filename, lineno, code, function, stack)
+        with self._lock:
+            self.blocks.append(block)
 
     async def aclose(self) -> None:
         """Stop the heartbeat (on the loop) and the watchdog thread."""
@@ -234,79 +281,28 @@ class LoopWatch:
     def _watchdog(self) -> None:
         # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
         notice_after = max(HEARTBEAT_S * 3, min(self.threshold_ms / 1000.0 / 2, 0.02))
-        samples: Counter[tuple[str, int, str]] = Counter()
-        stacks: dict[tuple[str, int, str], tuple[str, ...]] = {}
         while not self._stop.wait(WATCHDOG_POLL_S):
             beat = self._last_beat
-            now = time.perf_counter()
-            stall_from = self._stall_from
-            if now - beat > notice_after:
-                if stall_from is None or beat > stall_from:
-                    if stall_from is not None:  # a new stall right after the last
-                        self._record(stall_from, beat, samples, stacks)
-                    self._stall_from, samples, stacks = beat, Counter(), {}
-                frame = sys._current_frames().get(self._loop_thread_id or 0)
-                if frame is not None:
-                    key, stack = _sample(frame)
-                    samples[key] += 1
-                    stacks.setdefault(key, stack)
-                del frame
-            elif stall_from is not None:
-                self._record(stall_from, beat, samples, stacks)
-                self._stall_from = None
-            self._checked_at = now
-
-    def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
-        """Wait until the watchdog has looked at the loop after ``until_s`` and filed any block
-        that began before it (on a busy machine the watchdog thread can lag behind)."""
-        deadline = time.perf_counter() + timeout_s
-        while time.perf_counter() < deadline and (self._thread and self._thread.is_alive()):
-            stall_from = self._stall_from
-            if self._checked_at > until_s and (stall_from is None or stall_from > until_s):
-                return
-            time.sleep(WATCHDOG_POLL_S)
-
-    def _record(
-        self,
-        stall_from: float,
-        resumed_at: float,
-        samples: Counter[tuple[str, int, str]],
-        stacks: dict[tuple[str, int, str], tuple[str, ...]],
-    ) -> None:
-        # The beat after the stall fires one heartbeat interval late at best.
-        duration_s = resumed_at - stall_from - HEARTBEAT_S
-        if duration_s * 1000.0 < self.threshold_ms or not samples:
-            return
-        gc_s, generation = _gc_share(stall_from, stall_from + duration_s)
-        if gc_s >= duration_s / 2:
-            block = LoopBlock(
-                start_s=stall_from,
-                end_s=stall_from + duration_s,
-                filename="<gc>",
-                lineno=0,
-                code=f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it",
-                function=GC_FUNCTION,
-            )
+            if time.perf_counter() - beat <= notice_after:
+                continue
+            frame = sys._current_frames().get(self._loop_thread_id or 0)
+            if frame is None:
+                continue
+            key, stack = _sample(frame)
+            del frame
             with self._lock:
-                self.blocks.append(block)
-            return
-        (filename, lineno, function), _ = samples.most_common(1)[0]
-        if function == IDLE:
-            # The loop sat in select() with nothing to do: the OS did not schedule its thread
-            # (a starved machine), which is not code holding the loop.
-            return
-        code = linecache.getline(filename, lineno).strip()
-        block = LoopBlock(
-            start_s=stall_from,
-            end_s=stall_from + duration_s,
-            filename=filename,
-            lineno=lineno,
-            code=code,
-            function=function,
-            stack=stacks.get((filename, lineno, function), ()),
-        )
-        with self._lock:
-            self.blocks.append(block)
+                self._samples.setdefault(beat, Counter())[key] += 1
+                self._stacks.setdefault(beat, {}).setdefault(key, stack)
+
+    # -- from any thread ---------------------------------------------------------------
+    def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
+        """Wait until the loop has beaten after ``until_s``: by then the heartbeat has filed
+        every block that began before it."""
+        deadline = time.perf_counter() + timeout_s
+        while self._last_beat <= until_s and time.perf_counter() < deadline:
+            if self._stop.is_set():
+                return
+            time.sleep(HEARTBEAT_S)
 
     def blocks_between(self, start_s: float, end_s: float) -> list[LoopBlock]:
         """Blocks that overlap the ``perf_counter`` window ``[start_s, end_s]``."""

@@ -83,3 +83,8 @@ async def collect_garbage() -> dict[str, int]:
     import gc
 
     return {"unreachable": gc.collect()}  # a full collection, on the loop's thread
+
+
+@app.get("/c-call")
+async def one_long_c_call(n: int) -> dict[str, int]:
+    return {"total": sum(range(n))}  # one C call: holds the GIL until it returns

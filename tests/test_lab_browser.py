@@ -100,6 +100,7 @@ def test_lab_command_opens_the_course_index(lab, tmp_path):
 
 def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
     """The learner's view: Run All on lesson 00, then answer a quiz question by clicking."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
     from playwright.sync_api import sync_playwright
 
     target = Path(lab.removeprefix("file://")).read_text() if lab.startswith("file://") else lab
@@ -111,11 +112,19 @@ def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"{base}/lab/tree/notebooks/00_start_here.ipynb?token={token}", timeout=60_000)
             page.locator(".jp-RenderedMarkdown h1", has_text="Start here").first.wait_for(timeout=60_000)
-            page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").first.wait_for(
-                timeout=60_000
-            )
-            page.get_by_role("menuitem", name="Run", exact=True).click()
-            page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+            # Run All only once the kernel is connected and idle (earlier, the menu item can
+            # be inert); the first code cell's prompt turning into [1] proves the run started.
+            page.get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=90_000)
+            first_prompt = page.locator(".jp-InputPrompt", has_text="[1]:").first
+            for _attempt in range(3):
+                page.get_by_role("menuitem", name="Run", exact=True).click()
+                page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+                try:
+                    first_prompt.wait_for(timeout=20_000)
+                    break
+                except PlaywrightTimeout:
+                    page.keyboard.press("Escape")
+            first_prompt.wait_for(timeout=1_000)
 
             # the timing cell's line and the timeline picture appear
             page.locator(".jp-OutputArea-output", has_text="10 requests at once").first.wait_for(

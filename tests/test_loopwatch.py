@@ -91,3 +91,28 @@ def test_a_garbage_collection_pause_is_named_as_such(server):
     (block,) = [b for b in result.loop_blocks if b.duration_ms >= 50]
     assert block.is_garbage_collection
     assert str(block).startswith("loop blocked") and "garbage collection (generation 2)" in str(block)
+
+
+def test_a_c_call_that_keeps_the_gil_is_reported_at_its_line(server):
+    import time
+
+    n = 2_000_000
+    began = time.perf_counter()
+    sum(range(n))
+    n = int(n * 0.15 / (time.perf_counter() - began))  # about 150 ms of one C call
+    result = load(server, f"/c-call?n={n}")
+    assert result.ok == 1
+    (block,) = code_blocks(result.loop_blocks)
+    # the watchdog cannot sample during the call, but gets in right after, still on that line
+    assert block.code.startswith('return {"total": sum(range(n))}')
+    assert 100 <= block.duration_ms <= 600
+
+
+def test_a_block_with_no_sample_says_so():
+    watch = LoopWatch("unit", threshold_ms=10)
+    watch._file(10.0, 10.2)
+    (block,) = watch.blocks
+    assert block.function == "<unsampled>" and round(block.duration_ms) == 200
+    assert str(block) == (
+        "loop blocked 200 ms by C code that never released the GIL (no Python line could be sampled)"
+    )
