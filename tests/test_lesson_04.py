@@ -16,7 +16,10 @@ CLAIMS = {
     # the loop watch measures the block at about the sleep
     "loop time blocked during /freeze, by the loop watch": Within(0.85, 1.4),
     # the same with an sqlite3 query in async def; ideal = the query's own time (the endpoint's)
-    "worst /health probe during an sqlite3 query in async def": Within(0.8, 1.5),
+    # (lower bound 0.5, not 0.8: the query is short, 0.35 s, and on a loaded 2-core machine the
+    # client process can be paused ~0.1 s between sending /report and its first probes, which
+    # shortens every probe's wait; 0.5 still tells "waited out the query" from "a few ms")
+    "worst /health probe during an sqlite3 query in async def": Within(0.5, 1.5),
     # the same query in a def endpoint: the loop keeps answering (seconds)
     "worst /health probe during an sqlite3 query in def": Within(0.0, 0.15),
     # five concurrent calls through a sync httpx.Client in async def: strictly one after another,
