@@ -28,6 +28,9 @@ HEARTBEAT_S = 0.005
 WATCHDOG_POLL_S = 0.005
 """How often the watchdog thread looks at the heartbeat."""
 
+_MIN_SAMPLES = 3
+"""A block of 50 ms or more with fewer stack samples than this held the GIL throughout."""
+
 
 @dataclass(frozen=True)
 class LoopBlock:
@@ -238,12 +241,15 @@ class LoopWatch:
             for stale in [beat for beat in self._samples if beat < start_s]:
                 del self._samples[stale], self._stacks[stale]
         duration_s = end_s - start_s
+        # A block long enough for many samples that got almost none held the GIL throughout
+        # (one long C call): its few samples were taken after it, wherever the loop went next.
+        held_gil = sum(samples.values()) < _MIN_SAMPLES and duration_s >= 10 * WATCHDOG_POLL_S
         gc_s, generation = _gc_share(start_s, end_s)
         if gc_s >= duration_s / 2:
             filename, lineno, function = "<gc>", 0, GC_FUNCTION
             code = f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it"
             stack: tuple[str, ...] = ()
-        elif samples:
+        elif samples and not held_gil:
             (filename, lineno, function), _ = samples.most_common(1)[0]
             if function == IDLE:
                 # The loop sat in select() with nothing to do: the OS did not schedule its
@@ -251,6 +257,15 @@ class LoopWatch:
                 return
             code = linecache.getline(filename, lineno).strip()
             stack = stacks.get((filename, lineno, function), ())
+        elif samples:
+            (after_file, after_line, _), _ = samples.most_common(1)[0]
+            after = f"{os.path.basename(after_file)}:{after_line}"
+            filename, lineno, function = "<unsampled>", 0, UNSAMPLED
+            code = (
+                "C code that never released the GIL (no Python line could be sampled; "
+                f"right after it, the loop was at {after})"
+            )
+            stack = stacks.get(samples.most_common(1)[0][0], ())
         else:
             filename, lineno, function = "<unsampled>", 0, UNSAMPLED
             code = "C code that never released the GIL (no Python line could be sampled)"

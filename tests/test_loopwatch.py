@@ -106,9 +106,8 @@ def test_a_c_call_that_keeps_the_gil_is_reported(server):
     assert result.ok == 1
     call_ms = json.loads(result.records[0].body)["seconds"] * 1000
     (block,) = code_blocks(result.loop_blocks)
-    # the watchdog cannot sample during the call; if it gets in right after, still on that
-    # line, it names it (usual on 3.11), otherwise the block says why it has no line (3.12)
-    assert block.code.startswith("total = sum(range(n))") or block.function == "<unsampled>"
+    # the watchdog cannot sample during the call, so the block says why it names no line
+    assert block.function == "<unsampled>" and "never released the GIL" in str(block)
     assert 0.8 * call_ms <= block.duration_ms <= 1.2 * call_ms + 20
 
 
