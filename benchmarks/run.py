@@ -717,12 +717,7 @@ def run_httpx_in_thread(url: str, n: int, *, unlimited: bool) -> dict[str, Any]:
         except BaseException as exc:  # noqa: BLE001 - reported below
             out["failure"] = f"{type(exc).__name__}: {exc}"
 
-    thread = threading.Thread(target=runner, name="bench-httpx", daemon=True)
-    thread.start()
-    thread.join(120)
-    if "failure" in out or "wall_s" not in out:
-        raise RuntimeError(out.get("failure", "the httpx run did not finish in 120 s"))
-    return out
+    return _run_client_thread(runner, out, "httpx")
 
 
 _HTTPX_PROCESS_SCRIPT = r"""
@@ -749,6 +744,16 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def _run_client_thread(runner: Callable[[], None], out: dict[str, Any], client: str) -> dict[str, Any]:
+    """Run a client benchmark in a thread of this (the server's) process, at most 120 s."""
+    thread = threading.Thread(target=runner, name=f"bench-{client}", daemon=True)
+    thread.start()
+    thread.join(120)
+    if "failure" in out or "wall_s" not in out:
+        raise RuntimeError(out.get("failure", f"the {client} run did not finish in 120 s"))
+    return out
 
 
 def run_httpx_in_process(url: str, n: int) -> dict[str, Any]:
@@ -779,12 +784,7 @@ def run_aiohttp_in_thread(base_url: str, path: str, n: int) -> dict[str, Any]:
         except BaseException as exc:  # noqa: BLE001 - reported below
             out["failure"] = f"{type(exc).__name__}: {exc}"
 
-    thread = threading.Thread(target=runner, name="bench-aiohttp", daemon=True)
-    thread.start()
-    thread.join(120)
-    if "failure" in out or "wall_s" not in out:
-        raise RuntimeError(out.get("failure", "the aiohttp run did not finish in 120 s"))
-    return out
+    return _run_client_thread(runner, out, "aiohttp")
 
 
 def _describe_blocks(blocks: Sequence[Any]) -> dict[str, Any]:

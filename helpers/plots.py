@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
@@ -37,6 +37,14 @@ class Picture:
 
     def __repr__(self) -> str:
         return f"[picture: {self.description}]"
+
+
+def _unique_legend(axes: Any, **options: Any) -> None:
+    """A legend with each label once (bars and spans repeat their labels), if there is any."""
+    handles, labels = axes.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))
+    if unique:
+        axes.legend(unique.values(), unique.keys(), **options)
 
 
 def _thread_colours(names: Sequence[str]) -> dict[str, str]:
@@ -71,13 +79,10 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
             block.start_s - origin, block.end_s - origin, color="grey", alpha=0.2,
             label="event loop blocked",
         )
-    handles, labels = axes.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    if 0 < len(unique) <= max_legend:
+    if len(set(axes.get_legend_handles_labels()[1])) <= max_legend:
         # outside the axes, so it never hides a bar
-        axes.legend(
-            unique.values(), unique.keys(), loc="upper left", bbox_to_anchor=(1.01, 1.0),
-            fontsize="small", frameon=False,
+        _unique_legend(
+            axes, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False
         )
     axes.set_xlabel("seconds since the first request started")
     paths = {r.path for r in records}
@@ -182,9 +187,7 @@ def probe_latency(
     axes.set(xlabel="probe sent at (seconds since the run began)", ylabel="probe latency (ms)",
              title=title)
     axes.set_ylim(bottom=0)
-    handles, labels = axes.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    axes.legend(unique.values(), unique.keys(), loc="upper right", fontsize="small")
+    _unique_legend(axes, loc="upper right", fontsize="small")
     figure.tight_layout()
     worst = ", ".join(f"{label} worst {run.for_path(path).max_s * 1000:.0f} ms" for label, run, path in lines)
     return Picture(figure, f"{title}: {worst}")

@@ -36,6 +36,14 @@ class ExecutedNotebook:
     cell_seconds: list[tuple[int, float]]
     wall_s: float
 
+    def stderr_output(self) -> list[str]:
+        """Everything the notebook's cells wrote to stderr, one entry per output."""
+        return [
+            "".join(o["text"]) if isinstance(o["text"], list) else o["text"]
+            for c in self.notebook.cells for o in c.get("outputs", [])
+            if o.get("name") == "stderr"
+        ]
+
     def text_output(self) -> str:
         chunks = []
         for cell in self.notebook.cells:

@@ -59,8 +59,5 @@ def test_lesson_01_runs_and_its_claims_hold():
     text = executed.text_output()
     # the arithmetic table the prose reads from: 5/h flat for the sync chef, 30/h ceiling async
     assert "            60         5.0         27.7" in text
-    stderr = [
-        o["text"] for c in executed.notebook.cells for o in c.get("outputs", [])
-        if o.get("name") == "stderr"
-    ]
+    stderr = executed.stderr_output()
     assert not stderr, f"the notebook wrote to stderr: {stderr}"

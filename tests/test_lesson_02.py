@@ -46,8 +46,5 @@ def test_lesson_02_runs_and_its_claims_hold():
     assert "asyncio.run() cannot be called from a running event loop" in text
     assert "on the kernel's loop: True" in text
     # nothing leaked to stderr (a stray "never awaited" warning, a task destroyed elsewhere)
-    stderr = [
-        o["text"] for c in executed.notebook.cells for o in c.get("outputs", [])
-        if o.get("name") == "stderr"
-    ]
+    stderr = executed.stderr_output()
     assert not stderr, f"the notebook wrote to stderr: {stderr}"
