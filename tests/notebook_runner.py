@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -109,13 +110,23 @@ class Within:
         return self.low <= value <= self.high, value
 
 
-def check_notebook(name: str, claims: dict[str, Within]) -> ExecutedNotebook:
-    """Execute ``name``; fail on any error, a stray server, a slow cell, or a claim out of bounds.
+def check_notebook(
+    name: str, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = ()
+) -> ExecutedNotebook:
+    """Execute ``name``; fail on any error, a stray server, a slow cell, a claim out of bounds,
+    or anything written to stderr.
 
     ``claims`` states a tolerance for every label the notebook reports through
     ``helpers.timing.report``; a reported label with no stated tolerance fails too.
+    ``allowed_stderr`` lists regular expressions for stderr output a lesson shows on purpose
+    (and says so in its prose); every stderr output must match one of them.
     """
     executed = execute(name)
+    unexpected = [
+        text for text in executed.stderr_output()
+        if not any(re.search(pattern, text) for pattern in allowed_stderr)
+    ]
+    assert not unexpected, f"{name} wrote to stderr: {unexpected}"
     assert executed.servers_left == [], f"{name} left servers running: {executed.servers_left}"
     slow = [(i, round(s, 1)) for i, s in executed.cell_seconds if s > MAX_CELL_S]
     assert not slow, f"cells slower than {MAX_CELL_S} s (index, seconds): {slow}"
