@@ -1,5 +1,8 @@
 """The course runtime: serve apps in the notebook, load them, watch their event loop, draw it.
 
+The names in ``__all__`` are imported from here and only from here (``from helpers import
+report``), so every lesson spells them the same way.
+
 Names are imported on first use (PEP 562), so a process-pool worker that only needs
 ``helpers.cpu`` does not pay for importing FastAPI, uvicorn and matplotlib.
 """
@@ -29,7 +32,27 @@ _WHERE = {
     "report": "timing",
 }
 
-__all__ = sorted(_WHERE)
+# Literal so readers, IDEs and type checkers see the public names without running anything;
+# tests/test_package.py checks it names exactly the keys of _WHERE.
+__all__ = [
+    "LoadResult",
+    "LoopBlock",
+    "RequestRecord",
+    "Server",
+    "ServerStartupError",
+    "Upstream",
+    "UpstreamStats",
+    "Upstreams",
+    "load",
+    "load_with_monitor",
+    "quiz_file",
+    "report",
+    "running_servers",
+    "serve",
+    "start_upstream",
+    "start_upstreams",
+    "stop_all",
+]
 
 
 def __getattr__(name: str) -> Any:

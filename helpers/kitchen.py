@@ -31,6 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
+from ._frontend import display_mode
 from .plots import Picture
 
 if TYPE_CHECKING:
@@ -658,10 +659,6 @@ def kitchen_explorer() -> ipywidgets.VBox | None:
     Where widgets cannot show (``COURSE_QUIZ_MODE=text``, or no Jupyter kernel), it runs the
     default comparison once, shows the summary (and, inside IPython, the picture) and returns None.
     """
-    # Imported here so the kitchen works even if the quiz module cannot load; the quiz module
-    # owns the one rule for "can widgets show here?".
-    from helpers.quiz import display_mode
-
     if display_mode() == "text":
         comparison = compare()
         try:

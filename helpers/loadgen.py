@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from ._threads import describe_threads
 from .loopwatch import LoopBlock
 from .server import Server, running_servers
 
@@ -187,23 +188,6 @@ class LoadResult:
         from .plots import latency_chart
 
         return latency_chart(self, title=title)
-
-
-def thread_order(name: str) -> tuple[int, int, str]:
-    """Sort key: the event loop first, then workers by number (``worker 2`` before ``worker 10``)."""
-    number = name.rsplit(" ", 1)[-1]
-    return (name != "event loop", int(number) if number.isdigit() else 0, name)
-
-
-def describe_threads(counts: Counter[str]) -> str:
-    """``event loop: 10, worker 1: 3`` — or, for many threads, how many and how evenly used."""
-    names = sorted(counts, key=thread_order)
-    if len(names) <= 6:
-        return ", ".join(f"{name}: {counts[name]}" for name in names)
-    workers = [name for name in names if name.startswith("worker")]
-    others = ", ".join(f"{name}: {counts[name]}" for name in names if name not in workers)
-    spread = f"{len(workers)} worker threads ({min(counts[w] for w in workers)}–{max(counts[w] for w in workers)} requests each)"
-    return f"{others}, {spread}" if others else spread
 
 
 # -- the worker process ---------------------------------------------------------------------

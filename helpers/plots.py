@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from matplotlib.figure import Figure
 
+from ._threads import describe_threads, thread_order
+
 if TYPE_CHECKING:
     from .loadgen import LoadResult
 
@@ -48,8 +50,6 @@ def _unique_legend(axes: Any, **options: Any) -> None:
 
 
 def _thread_colours(names: Sequence[str]) -> dict[str, str]:
-    from .loadgen import thread_order
-
     ordered = sorted(set(names), key=thread_order)
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ordered)}
 
@@ -93,8 +93,6 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     axes.invert_yaxis()
     axes.set_title(title or f"{result.n} requests, {result.wall_s:.2f} s wall")
     figure.tight_layout()
-    from .loadgen import describe_threads
-
     served = describe_threads(result.served_by)
     return Picture(
         figure,

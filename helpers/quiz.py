@@ -15,7 +15,10 @@ import re
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
+
+# display_mode and QUIZ_MODE_ENV stay importable from here: they are part of the quiz's API.
+from ._frontend import QUIZ_MODE_ENV, DisplayMode, display_mode, execution_count, ipython_shell
 
 __all__ = [
     "QUIZ_MODE_ENV",
@@ -29,11 +32,6 @@ __all__ = [
     "quiz",
     "quiz_file",
 ]
-
-#: Set to "widgets" or "text" to force a display mode; unset (or "auto") detects the front end.
-QUIZ_MODE_ENV = "COURSE_QUIZ_MODE"
-
-DisplayMode = Literal["widgets", "text"]
 
 _LETTERS = string.ascii_uppercase
 _REQUIRED_KEYS = ("question", "choices", "answer", "explanation")
@@ -198,8 +196,8 @@ class Quiz:
 
     def show(self) -> None:
         """Display the quiz: widgets in a notebook front end, printed text otherwise."""
-        self._shown_in_execution = _execution_count()
-        if self.mode == "text" or _ipython_shell() is None:
+        self._shown_in_execution = execution_count()
+        if self.mode == "text" or ipython_shell() is None:
             # Without IPython there is nothing to render a widget; text is the useful form.
             print(self.as_text(), end="")
             return
@@ -210,7 +208,7 @@ class Quiz:
     def _ipython_display_(self) -> None:
         # quiz() already displayed this object; when it is also the cell's last expression,
         # skip the second copy. Shown again from a later cell, it renders normally.
-        if self._shown_in_execution is not None and self._shown_in_execution == _execution_count():
+        if self._shown_in_execution is not None and self._shown_in_execution == execution_count():
             return
         self.show()
 
@@ -317,28 +315,6 @@ def parse_questions(
     return [_parse_one(item, number) for number, item in enumerate(questions, start=1)]
 
 
-def display_mode() -> DisplayMode:
-    """Pick how to show a quiz: widgets inside a Jupyter kernel, text elsewhere.
-
-    COURSE_QUIZ_MODE ("widgets", "text" or "auto") overrides the detection, e.g. to force the text
-    form in a headless run, or widgets in a front end this check does not recognise.
-    """
-    forced = os.environ.get(QUIZ_MODE_ENV, "").strip().lower()
-    if forced in ("widgets", "text"):
-        return forced  # type: ignore[return-value]
-    if forced not in ("", "auto"):
-        raise ValueError(
-            f"{QUIZ_MODE_ENV}={forced!r} is not understood; use 'widgets', 'text' or 'auto'"
-        )
-    if not _in_jupyter_kernel():
-        return "text"
-    try:
-        import ipywidgets  # noqa: F401
-    except ImportError:
-        return "text"
-    return "widgets"
-
-
 # -- internals ----------------------------------------------------------------------------
 
 
@@ -424,25 +400,3 @@ _INLINE_CODE = re.compile(r"`([^`]+)`")
 def _inline_html(text: str) -> str:
     """Escape text for HTML, rendering `backticked` spans as <code> (questions quote code)."""
     return _INLINE_CODE.sub(r"<code>\1</code>", html.escape(text))
-
-
-def _ipython_shell() -> Any:
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return None
-    return get_ipython()
-
-
-def _in_jupyter_kernel() -> bool:
-    # A kernel's shell is ZMQInteractiveShell; terminal IPython is not, and has no front end
-    # to render widgets. Compare by name so this never imports ipykernel.
-    shell = _ipython_shell()
-    return shell is not None and any(
-        cls.__name__ == "ZMQInteractiveShell" for cls in type(shell).__mro__
-    )
-
-
-def _execution_count() -> int | None:
-    shell = _ipython_shell()
-    return getattr(shell, "execution_count", None) if shell is not None else None

@@ -14,6 +14,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from helpers import kitchen
+from helpers._frontend import QUIZ_MODE_ENV
 from helpers.kitchen import (
     KitchenComparison,
     KitchenResult,
@@ -362,7 +363,7 @@ def test_default_comparison_is_quick() -> None:
 def test_explorer_falls_back_to_text(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("COURSE_QUIZ_MODE", "text")
+    monkeypatch.setenv(QUIZ_MODE_ENV, "text")
     assert kitchen_explorer() is None
     printed = capsys.readouterr().out
     assert re.search(r"^sync chef: [\d.]+ min, [\d.]+ orders/h; async chef: ", printed, re.M)
@@ -374,7 +375,7 @@ def test_explorer_widgets_cook_on_click(
 ) -> None:
     import ipywidgets as widgets
 
-    monkeypatch.setenv("COURSE_QUIZ_MODE", "widgets")
+    monkeypatch.setenv(QUIZ_MODE_ENV, "widgets")
     explorer = kitchen_explorer()
     assert isinstance(explorer, widgets.VBox)
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import Counter
 
 import pytest
 
 from helpers import LoadResult, load, serve
+from helpers._threads import describe_threads, thread_order
 from helpers.plots import Picture
 from tests import apps
 
@@ -172,6 +174,19 @@ def test_stopped_server_is_refused_with_advice():
     server.stop()
     with pytest.raises(RuntimeError, match="serve\\(\\) it again"):
         load(server, "/")
+
+
+def test_threads_are_listed_loop_first_then_workers_by_number():
+    names = ["worker 10", "worker 2", "event loop", "kernel"]
+    assert sorted(names, key=thread_order) == ["event loop", "kernel", "worker 2", "worker 10"]
+    assert describe_threads(Counter({"worker 2": 1, "event loop": 3})) == "event loop: 3, worker 2: 1"
+
+
+def test_many_threads_are_summarised_by_spread():
+    counts = Counter({f"worker {i}": i for i in range(1, 9)} | {"event loop": 5})
+    assert describe_threads(counts) == "event loop: 5, 8 worker threads (1–8 requests each)"
+    # many threads, none of them workers: nothing to summarise, so list them all
+    assert describe_threads(Counter({f"t{i}": 1 for i in range(8)})).count(": 1") == 8
 
 
 def test_empty_percentile_is_nan():

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 import helpers
+
+PACKAGE_INIT = Path(helpers.__file__)
 
 
 @pytest.mark.parametrize("name", helpers.__all__)
@@ -32,3 +36,47 @@ def test_functions_are_not_shadowed_by_their_modules():
 
     assert callable(helpers.load) and helpers.load.__module__ == "helpers.loadgen"
     assert callable(helpers.serve)
+
+
+def test_all_is_a_literal_naming_exactly_the_lazy_names():
+    # A literal list (not computed) so tools can read it; the same names as the lazy map.
+    tree = ast.parse(PACKAGE_INIT.read_text())
+    (value,) = [
+        node.value for node in tree.body
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+    ]
+    assert isinstance(value, ast.List) and all(isinstance(e, ast.Constant) for e in value.elts)
+    assert len(helpers.__all__) == len(set(helpers.__all__)), "a name is listed twice"
+    assert set(helpers.__all__) == set(helpers._WHERE)
+
+
+def test_type_checkers_see_every_public_name_from_its_module():
+    # The TYPE_CHECKING imports are what mypy and IDEs read; they must match the lazy map.
+    tree = ast.parse(PACKAGE_INIT.read_text())
+    (block,) = [node for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
+    seen = {
+        alias.name: node.module
+        for node in ast.walk(block) if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == helpers._WHERE
+
+
+def test_report_has_one_public_spelling():
+    from helpers import report
+    from helpers.timing import report as defined
+
+    assert report is defined and "report" in helpers.__all__
+
+
+@pytest.mark.parametrize("module", ["_threads", "_frontend"])
+def test_bottom_modules_import_nothing_from_the_package(module):
+    # The shared low-level modules sit at the bottom: importing anything above them would
+    # bring back the borrowing (and import cycles) they exist to end. Function-level imports count.
+    tree = ast.parse((PACKAGE_INIT.parent / f"{module}.py").read_text())
+    from_package = [
+        ast.unparse(node) for node in ast.walk(tree)
+        if (isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("helpers")))
+        or (isinstance(node, ast.Import) and any(a.name.startswith("helpers") for a in node.names))
+    ]
+    assert from_package == []
