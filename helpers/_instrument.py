@@ -10,6 +10,8 @@ result in the ``x-served-by`` header: ``event loop`` or ``worker N``.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextvars
 import functools
 import threading
@@ -99,14 +101,42 @@ class ThreadLabels:
 
 
 class Instrumented:
-    """ASGI middleware: adds ``x-served-by`` to HTTP responses and remembers lifespan errors."""
+    """ASGI middleware: adds ``x-served-by`` to HTTP responses, remembers lifespan errors, and
+    keeps the scope each task is serving (the loop watch names the request that held the loop)."""
 
     def __init__(self, app: ASGIApp, labels: ThreadLabels) -> None:
         self.app = app
         self.labels = labels
         self.lifespan_error: str | None = None
+        self.scopes: dict[asyncio.Task[Any], Scope] = {}
+        # when each recent response started to go out: a loop block that the watch could not
+        # sample at all often ends exactly there (FastAPI encodes the body, then sends it)
+        self.responses: collections.deque[tuple[float, Scope]] = collections.deque(maxlen=64)
+
+    def response_sent_between(self, start_s: float, end_s: float) -> Scope | None:
+        """The request whose response started going out in ``[start_s, end_s]`` (the first)."""
+        for sent_s, scope in list(self.responses):
+            if start_s <= sent_s <= end_s:
+                return scope
+        return None
+
+    def scope_of(self, task: asyncio.Task[Any]) -> Scope | None:
+        """The ASGI scope ``task`` is serving right now, if it is serving one."""
+        return self.scopes.get(task)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        task = asyncio.current_task()
+        if task is None:
+            await self._dispatch(scope, receive, send)
+            return
+        # uvicorn runs each request (and the lifespan) in a task of its own
+        self.scopes[task] = scope
+        try:
+            await self._dispatch(scope, receive, send)
+        finally:
+            self.scopes.pop(task, None)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
             await self._lifespan(scope, receive, send)
             return
@@ -119,6 +149,7 @@ class Instrumented:
 
         async def send_with_thread(message: Message) -> None:
             if message["type"] == "http.response.start":
+                self.responses.append((time.perf_counter(), scope))
                 headers = list(message.get("headers", []))
                 label = self.labels.label(record.thread)
                 headers.append((SERVED_BY_HEADER.encode(), label.encode()))

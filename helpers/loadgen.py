@@ -396,6 +396,11 @@ def load_with_monitor(
     ``every_s`` seconds; return ``(traffic, monitor)``. Both runs use their own worker process."""
     from concurrent.futures import ThreadPoolExecutor
 
+    # Both runs need a load process of their own. Start them before the first probe: starting
+    # one takes up to a second on a busy machine, and the probes would be over by then.
+    ready = [_take_worker(), _take_worker()]
+    for worker in ready:
+        _return_worker(worker)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor") as monitor:
         probing = monitor.submit(
             load, target, list(probe_paths), stagger_s=every_s, progress=False, label="monitor"

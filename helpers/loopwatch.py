@@ -1,10 +1,16 @@
-"""Loop watch: notice when something holds a server's event loop, and name the line that did.
+"""Loop watch: notice when something holds a server's event loop, and name what did.
 
 A heartbeat task on the watched loop stamps the time every few milliseconds. A watchdog
-thread checks the stamp; when it goes stale, the loop is blocked, so the watchdog samples
-the loop thread's current stack (``sys._current_frames``) until the heartbeat returns. A
-stall longer than the threshold becomes a :class:`LoopBlock` naming the source line that
-was running most of the time.
+thread checks the stamp; when it goes stale, the loop is held, so the watchdog samples every
+thread's stack (``sys._current_frames``) and, on Linux, every thread's CPU time, until the
+heartbeat returns. The heartbeat then files a :class:`LoopBlock` with a verdict:
+
+- the loop's own code held it (a ``time.sleep``, a CPU loop, a sync driver): the line, or,
+  when only library code was running, the request and what FastAPI was doing for it;
+- the loop's thread was *waiting for the GIL* while other threads ran Python (``def``
+  endpoints crunching numbers, a heavy notebook cell): those threads and their lines;
+- garbage collection, reported as a share of the block, or as the cause when nothing else ran;
+- one C call that never released the GIL, which no sample can see into.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import gc
+import inspect
 import linecache
 import os
 import sys
@@ -19,8 +26,12 @@ import sysconfig
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
+from typing import Any
+
+from . import _thread_cpu
 
 HEARTBEAT_S = 0.005
 """How often the heartbeat task stamps the time on the watched loop."""
@@ -30,6 +41,60 @@ WATCHDOG_POLL_S = 0.005
 
 _MIN_SAMPLES = 3
 """A block of 50 ms or more with fewer stack samples than this held the GIL throughout."""
+
+_CPU_BASELINE_EVERY_S = 0.1
+"""While the loop is healthy, refresh the per-thread CPU readings this often (a block's
+readings start from the last one, in case the watchdog gets no chance to run during it)."""
+
+_CPU_READING_EVERY_S = 0.02
+"""During a block, read per-thread CPU at most this often."""
+
+_GIL_WAIT_WAKEUPS_PER_S = 50.0
+"""A thread waiting for the GIL wakes every switch interval (5 ms) to ask for it; a thread in
+``time.sleep`` or a blocking read wakes once. Below this rate, the loop was not asking."""
+
+_RECENT_S = 2.0
+"""How long a thread's last seen position stands in for a block the watchdog could not sample."""
+
+CAUSE_LOOP = "loop"
+"""The loop's own thread ran (or blocked in) the code the block names."""
+CAUSE_GIL = "gil"
+"""The loop's thread waited for the GIL while :attr:`LoopBlock.threads` ran Python."""
+CAUSE_GC = "gc"
+"""Garbage collection, with no code to blame besides it."""
+CAUSE_UNSAMPLED = "unsampled"
+"""One C call that never released the GIL: no Python line could be sampled during it."""
+
+IDLE = "<idle: waiting in select()>"
+GC_FUNCTION = "<garbage collection>"
+UNSAMPLED = "<unsampled>"
+
+Key = tuple[str, int, str]
+"""A sampled position: (filename, line number, function name)."""
+
+
+def _where(filename: str, lineno: int) -> str:
+    cell = notebook_cell_number(filename)
+    if cell is not None:
+        return f"cell In[{cell}], line {lineno}"
+    return f"{os.path.basename(filename)}:{lineno}"
+
+
+@dataclass(frozen=True)
+class ThreadRun:
+    """A thread that ran Python while the loop's thread waited for the GIL."""
+
+    name: str
+    """``worker 3``, ``the notebook``, ``server 'users' (its event loop)``…"""
+    filename: str
+    lineno: int
+    code: str
+    cpu_ms: float
+    """CPU time it used during the block (0 where the OS does not say)."""
+
+    @property
+    def where(self) -> str:
+        return _where(self.filename, self.lineno) if self.lineno else "an unsampled line"
 
 
 @dataclass(frozen=True)
@@ -43,15 +108,37 @@ class LoopBlock:
     filename: str
     lineno: int
     code: str
-    """The source line that held the loop (the most often sampled one)."""
+    """The source line to blame: the loop's own, or (waiting for the GIL) the busiest thread's."""
     function: str = ""
     stack: tuple[str, ...] = field(default=(), repr=False)
-    """The sampled stack at that moment, outermost first, as ``file:line in function``."""
+    """The loop thread's sampled stack at that line, outermost first, as ``file:line in function``."""
+    cause: str = CAUSE_LOOP
+    """One of ``loop``, ``gil``, ``gc``, ``unsampled`` (see the ``CAUSE_*`` constants)."""
+    gc_ms: float = 0.0
+    """How much of the block was garbage collection, in any thread."""
+    request: str = ""
+    """The request the loop was working on, when known: ``GET /items → items() at app.py:40``."""
+    phase: str = ""
+    """What FastAPI was doing for it when only library code ran: ``encoding the response``…"""
+    threads: tuple[ThreadRun, ...] = ()
+    """For a GIL wait: the threads that ran meanwhile, busiest first."""
+    evidence: str = field(default="", repr=False, compare=False)
+    """The figures the verdict rests on (samples, CPU shares, wake-ups), for the curious."""
 
     @property
     def is_garbage_collection(self) -> bool:
-        """True when Python's garbage collector, not the app's code, held the loop."""
-        return self.function == GC_FUNCTION
+        """True when garbage collection, and nothing else, held the loop."""
+        return self.cause == CAUSE_GC
+
+    @property
+    def waited_for_gil(self) -> bool:
+        """True when the loop's thread was ready to run but other threads held the GIL."""
+        return self.cause == CAUSE_GIL
+
+    @property
+    def in_library_code(self) -> bool:
+        """True when the blamed line is in the standard library or an installed package."""
+        return self.cause == CAUSE_LOOP and is_library_file(self.filename)
 
     @property
     def duration_ms(self) -> float:
@@ -59,16 +146,49 @@ class LoopBlock:
 
     @property
     def where(self) -> str:
-        """``app.py:12``, or ``cell In[3], line 7`` for code typed into a notebook cell."""
-        cell = notebook_cell_number(self.filename)
-        if cell is not None:
-            return f"cell In[{cell}], line {self.lineno}"
-        return f"{os.path.basename(self.filename)}:{self.lineno}"
+        """``app.py:12``, or ``cell In[3], line 7`` for code typed into a notebook cell;
+        empty when no line can be named (garbage collection, an unsampled C call)."""
+        if self.cause in (CAUSE_GC, CAUSE_UNSAMPLED) or not self.lineno:
+            return ""
+        return _where(self.filename, self.lineno)
 
     def __str__(self) -> str:
-        if self.function in (GC_FUNCTION, UNSAMPLED):
-            return f"loop blocked {self.duration_ms:.0f} ms by {self.code}"
-        return f"loop blocked {self.duration_ms:.0f} ms at {self.where} `{self.code}`"
+        text = f"loop blocked {self.duration_ms:.0f} ms"
+        if self.cause in (CAUSE_GC, CAUSE_UNSAMPLED):
+            return f"{text} by {self.code}"
+        if self.cause == CAUSE_GIL:
+            text += f" waiting for the GIL while {_describe_runs(self.threads)}"
+        elif self.in_library_code and self.request:
+            doing = f"{self.phase} for" if self.phase else "serving"
+            text += (
+                f" in library code {doing} {self.request} "
+                f"(innermost line: {self.where} `{self.code}`)"
+            )
+        else:
+            text += f" at {self.where} `{self.code}`"
+        if self.gc_ms >= max(5.0, 0.1 * self.duration_ms):
+            text += f" ({self.gc_ms:.0f} ms of it garbage collection)"
+        return text
+
+
+def _describe_runs(runs: tuple[ThreadRun, ...]) -> str:
+    """``worker 1 and worker 3 ran app.py:9 `burn()`; the notebook ran cell In[4], line 2 `…```."""
+    by_line: dict[tuple[str, str], list[str]] = {}
+    for run in runs:
+        by_line.setdefault((run.where, run.code), []).append(run.name)
+    for names in by_line.values():
+        names.sort(key=_natural_order)
+    parts = []
+    for (where, code), names in by_line.items():
+        who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
+        parts.append(f"{who} ran {where} `{code}`" if code else f"{who} ran {where}")
+    return "; ".join(parts) or "other threads ran"
+
+
+def _natural_order(name: str) -> tuple[str, int]:
+    """``worker 2`` before ``worker 10``."""
+    stem, _, number = name.rpartition(" ")
+    return (stem, int(number)) if number.isdigit() else (name, 0)
 
 
 def notebook_cell_number(filename: str) -> int | None:
@@ -77,7 +197,7 @@ def notebook_cell_number(filename: str) -> int | None:
         from IPython import get_ipython
     except ImportError:
         return None
-    shell = get_ipython()
+    shell = get_ipython()  # type: ignore[no-untyped-call]
     filename_map = getattr(getattr(shell, "compile", None), "_filename_map", None)
     if not isinstance(filename_map, dict):
         return None
@@ -126,13 +246,78 @@ def _blame_frame(frame: FrameType) -> FrameType:
     return frame
 
 
-IDLE = "<idle: waiting in select()>"
-GC_FUNCTION = "<garbage collection>"
-UNSAMPLED = "<unsampled>"
+def _key(frame: FrameType) -> Key:
+    if frame.f_code is _note_gc.__code__ and frame.f_back is not None:
+        frame = frame.f_back  # sampled inside the watch's own garbage-collection callback
+    blamed = _blame_frame(frame)
+    # f_lineno can be None for a frame caught mid-instruction; fall back to the def line
+    lineno = blamed.f_lineno or blamed.f_code.co_firstlineno
+    return blamed.f_code.co_filename, lineno, blamed.f_code.co_name
 
-# Python's garbage collector stops whichever thread triggered it, the loop's included: a full
-# collection in a kernel full of objects can take tens of milliseconds. Record the long ones so
-# a block they explain is reported as what it is.
+
+def _is_idle(frame: FrameType) -> bool:
+    return frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
+
+
+_WAITING_FILES = tuple(
+    os.sep + name for name in ("threading.py", "queue.py", "selectors.py", "thread.py")
+)
+
+
+def _is_waiting(frame: FrameType) -> bool:
+    """A thread parked in a lock, a queue or select(): idle, whatever CPU it used before."""
+    return frame.f_code.co_filename.endswith(_WAITING_FILES)
+
+
+def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
+    lines = []
+    walker: FrameType | None = frame
+    while walker is not None and len(lines) < limit:
+        lines.append(f"{walker.f_code.co_filename}:{walker.f_lineno} in {walker.f_code.co_name}")
+        walker = walker.f_back
+    return tuple(reversed(lines))
+
+
+# What FastAPI, Starlette or uvicorn was doing, read off the innermost matching frame:
+# (a piece of the file's path, the function or "" for any, the phase in words).
+_PHASES: tuple[tuple[str, str, str], ...] = (
+    ("starlette/background.py", "", "running a background task"),
+    ("fastapi/encoders.py", "jsonable_encoder", "encoding the response"),
+    ("fastapi/routing.py", "serialize_response", "validating and encoding the response"),
+    ("fastapi/dependencies/utils.py", "", "validating the request"),
+    ("starlette/middleware/", "", "running a middleware"),
+    ("starlette/responses.py", "", "building the response"),
+    ("uvicorn/protocols/", "", "reading or writing the connection"),
+    ("fastapi/routing.py", "", "handling the request"),
+)
+
+
+def _phase(frame: FrameType) -> str:
+    walker: FrameType | None = frame
+    while walker is not None:
+        path = walker.f_code.co_filename.replace(os.sep, "/")
+        for piece, function, phase in _PHASES:
+            if piece in path and (not function or walker.f_code.co_name == function):
+                return phase
+        walker = walker.f_back
+    return ""
+
+
+def describe_request(scope: Mapping[str, Any]) -> str:
+    """``GET /items → items() at app.py:40`` for an HTTP scope, ``the app's lifespan`` for one."""
+    if scope.get("type") == "lifespan":
+        return "the app's lifespan"
+    text = f"{scope.get('method', '')} {scope.get('path', '')}".strip()
+    endpoint = scope.get("endpoint")
+    code = getattr(inspect.unwrap(endpoint), "__code__", None) if callable(endpoint) else None
+    if code is not None:
+        text += f" → {code.co_name}() at {_where(code.co_filename, code.co_firstlineno)}"
+    return text
+
+
+# Python's garbage collector stops whichever thread triggered it, and, holding the GIL, every
+# other thread too: a full collection in a kernel full of objects can take tens of ms. Record
+# the long ones so a block can say how much of it they were.
 _GC_PAUSE_FLOOR_S = 0.005
 _gc_pauses: collections.deque[tuple[float, float, int]] = collections.deque(maxlen=256)
 _gc_started = 0.0
@@ -162,24 +347,45 @@ def _gc_share(start_s: float, end_s: float) -> tuple[float, int]:
     return total, generation
 
 
-def _sample(frame: FrameType) -> tuple[tuple[str, int, str], tuple[str, ...]]:
-    """What the loop thread is doing: the line to blame, or IDLE when it waits for I/O."""
-    if frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py"):
-        return ("", 0, IDLE), ()
-    blamed = _blame_frame(frame)
-    # f_lineno can be None for a frame caught mid-instruction; fall back to the def line
-    lineno = blamed.f_lineno or blamed.f_code.co_firstlineno
-    key = (blamed.f_code.co_filename, lineno, blamed.f_code.co_name)
-    return key, _describe_stack(frame)
+_watchdog_idents: set[int] = set()
+"""Every loop watch's own thread: they sample, they never hold a loop up."""
 
 
-def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
-    lines = []
-    walker: FrameType | None = frame
-    while walker is not None and len(lines) < limit:
-        lines.append(f"{walker.f_code.co_filename}:{walker.f_lineno} in {walker.f_code.co_name}")
-        walker = walker.f_back
-    return tuple(reversed(lines))
+def default_thread_name(thread: threading.Thread | None) -> str:
+    """How a block names a thread that no server claims."""
+    if thread is None:
+        return "a thread Python does not know"
+    if thread is threading.main_thread():
+        in_kernel = "ipykernel" in sys.modules
+        return "the notebook" if in_kernel else "the main thread"
+    if thread.name.startswith("server:"):
+        return f"server {thread.name.removeprefix('server:')!r} (its event loop)"
+    if thread.name.startswith("AnyIO worker thread"):
+        return "a worker thread of another event loop"
+    return f"thread {thread.name!r}"
+
+
+@dataclass
+class _Stall:
+    """What the watchdog saw while the heartbeat was stale."""
+
+    loop_keys: Counter[Key] = field(default_factory=Counter)
+    stacks: dict[Key, tuple[str, ...]] = field(default_factory=dict)
+    phases: Counter[str] = field(default_factory=Counter)
+    requests: Counter[str] = field(default_factory=Counter)
+    # per other thread: where it was at each sample, and how often its frame had moved on
+    others: dict[int, Counter[Key]] = field(default_factory=dict)
+    moved: Counter[int] = field(default_factory=Counter)
+    running_at: dict[int, Counter[Key]] = field(default_factory=dict)
+    loop_moved: int = 0
+    intervals: int = 0
+    # the loop thread, interval by interval: was it asking for the GIL, or quietly blocked?
+    loop_reading: tuple[float, int, Key] | None = None
+    asking_s: float = 0.0
+    quiet_s: float = 0.0
+    quiet_keys: Counter[Key] = field(default_factory=Counter)
+    cpu_first: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None = None
+    cpu_last_s: float = 0.0
 
 
 class LoopWatch:
@@ -187,33 +393,55 @@ class LoopWatch:
 
     Two parts cooperate. The heartbeat task, on the watched loop, knows exactly how long the
     loop was held (the gap between two beats) and files each block. The watchdog thread
-    notices a stale heartbeat while the block is still going on and samples the loop thread's
-    stack, so the block can name its line. Code that never lets go of the GIL (a garbage
-    collection, a long C call) cannot be sampled, but the heartbeat still files it.
+    notices a stale heartbeat while the block is still going on and samples the threads, so
+    the block can name its cause. Code that never lets go of the GIL (a garbage collection, a
+    long C call) cannot be sampled, but the heartbeat still files it.
+
+    ``name_thread`` names the threads a server knows (``worker 3``), returning None for the
+    others; ``request_for_task`` gives the ASGI scope an asyncio task is serving, if any, and
+    ``response_sent_between`` the request whose response went out in a time window.
     """
 
-    def __init__(self, name: str, threshold_ms: float = 50.0) -> None:
+    def __init__(
+        self,
+        name: str,
+        threshold_ms: float = 50.0,
+        *,
+        name_thread: Callable[[threading.Thread], str | None] | None = None,
+        request_for_task: Callable[[asyncio.Task[Any]], Mapping[str, Any] | None] | None = None,
+        response_sent_between: Callable[[float, float], Mapping[str, Any] | None] | None = None,
+    ) -> None:
         if threshold_ms <= 0:
             raise ValueError(f"threshold_ms must be positive, got {threshold_ms!r}")
         self.name = name
         self.threshold_ms = threshold_ms
         self.blocks: list[LoopBlock] = []
+        self._name_thread = name_thread
+        self._request_for_task = request_for_task
+        self._response_sent_between = response_sent_between
         self._last_beat = time.perf_counter()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
+        self._loop_native_id: int | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        # stack samples taken during the stall that began at a given beat, keyed by that beat
-        self._samples: dict[float, Counter[tuple[str, int, str]]] = {}
-        self._stacks: dict[float, dict[tuple[str, int, str], tuple[str, ...]]] = {}
+        self._stalls: dict[float, _Stall] = {}  # keyed by the beat the stall began after
+        self._cpu_baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None = None
+        self._cpu_supported = _thread_cpu.supported()
+        # where each thread was last seen running Python (kept across blocks: a block the
+        # watchdog could not sample at all is usually more of the same work)
+        self._last_running: dict[int, tuple[float, Key]] = {}
 
     # -- on the watched loop ------------------------------------------------------------
     def start(self) -> None:
         """Start watching the running loop; call from a coroutine on that loop."""
+        self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
+        self._loop_native_id = threading.get_native_id()
         self._last_beat = time.perf_counter()
-        self._heartbeat_task = asyncio.get_running_loop().create_task(self._heartbeat())
+        self._heartbeat_task = self._loop.create_task(self._heartbeat())
         self._thread = threading.Thread(
             target=self._watchdog, name=f"loopwatch:{self.name}", daemon=True
         )
@@ -224,58 +452,23 @@ class LoopWatch:
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             now = time.perf_counter()
-            # the sleep itself accounts for one interval; anything beyond it, the loop was held
-            held_s = now - previous - HEARTBEAT_S
-            if held_s * 1000.0 >= self.threshold_ms:
-                self._file(previous, previous + held_s)
-            elif previous in self._samples:
-                with self._lock:
-                    self._samples.pop(previous, None)
-                    self._stacks.pop(previous, None)
+            self._beat(previous, now)
             previous = self._last_beat = now
 
-    def _file(self, start_s: float, end_s: float) -> None:
-        with self._lock:
-            samples = self._samples.pop(start_s, Counter())
-            stacks = self._stacks.pop(start_s, {})
-            for stale in [beat for beat in self._samples if beat < start_s]:
-                del self._samples[stale], self._stacks[stale]
-        duration_s = end_s - start_s
-        # A block long enough for many samples that got almost none held the GIL throughout
-        # (one long C call): its few samples were taken after it, wherever the loop went next.
-        held_gil = sum(samples.values()) < _MIN_SAMPLES and duration_s >= 10 * WATCHDOG_POLL_S
-        gc_s, generation = _gc_share(start_s, end_s)
-        if gc_s >= duration_s / 2:
-            filename, lineno, function = "<gc>", 0, GC_FUNCTION
-            code = f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it"
-            stack: tuple[str, ...] = ()
-        elif samples and not held_gil:
-            (filename, lineno, function), _ = samples.most_common(1)[0]
-            if function == IDLE:
-                # The loop sat in select() with nothing to do: the OS did not schedule its
-                # thread (a starved machine), which is not code holding the loop.
-                return
-            code = linecache.getline(filename, lineno).strip()
-            stack = stacks.get((filename, lineno, function), ())
-        elif samples:
-            (after_file, after_line, _), _ = samples.most_common(1)[0]
-            after = f"{os.path.basename(after_file)}:{after_line}"
-            filename, lineno, function = "<unsampled>", 0, UNSAMPLED
-            code = (
-                "C code that never released the GIL (no Python line could be sampled; "
-                f"right after it, the loop was at {after})"
-            )
-            stack = stacks.get(samples.most_common(1)[0][0], ())
-        else:
-            filename, lineno, function = "<unsampled>", 0, UNSAMPLED
-            code = "C code that never released the GIL (no Python line could be sampled)"
-            stack = ()
-        block = LoopBlock(start_s, end_s, filename, lineno, code, function, stack)
-        with self._lock:
-            self.blocks.append(block)
+    def _beat(self, previous: float, now: float) -> None:
+        # the sleep itself accounts for one interval; anything beyond it, the loop was held
+        held_s = now - previous - HEARTBEAT_S
+        if held_s * 1000.0 >= self.threshold_ms:
+            self._file(previous, previous + held_s)
+        elif previous in self._stalls:
+            with self._lock:
+                self._stalls.pop(previous, None)
 
     async def aclose(self) -> None:
-        """Stop the heartbeat (on the loop) and the watchdog thread."""
+        """File a block still open (a lifespan shutdown that blocked), then stop watching."""
+        if self._heartbeat_task is not None and not self._heartbeat_task.done():
+            # the heartbeat is cancelled in this same loop pass and would never see the gap
+            self._beat(self._last_beat, time.perf_counter())
         self._stop.set()
         if self._heartbeat_task is not None:
             self._heartbeat_task.cancel()
@@ -292,22 +485,317 @@ class LoopWatch:
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
+    # -- filing a block (on the loop, right after it) -------------------------------------
+    def _file(self, start_s: float, end_s: float) -> None:
+        with self._lock:
+            stall = self._stalls.pop(start_s, None) or _Stall()
+            for stale in [beat for beat in self._stalls if beat < start_s]:
+                del self._stalls[stale]
+            baseline = self._cpu_baseline
+        block = self._judge(stall, baseline, start_s, end_s)
+        if block is not None:
+            with self._lock:
+                self.blocks.append(block)
+
+    def _judge(
+        self,
+        stall: _Stall,
+        baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None,
+        start_s: float,
+        end_s: float,
+    ) -> LoopBlock | None:
+        duration_s = end_s - start_s
+        samples = sum(stall.loop_keys.values())
+        gc_s, generation = _gc_share(start_s, end_s)
+        request = stall.requests.most_common(1)[0][0] if stall.requests else ""
+        phase = stall.phases.most_common(1)[0][0] if stall.phases else ""
+
+        def block(
+            filename: str, lineno: int, code: str, function: str, stack: tuple[str, ...],
+            cause: str, threads: tuple[ThreadRun, ...] = (),
+        ) -> LoopBlock:
+            return LoopBlock(
+                start_s, end_s, filename, lineno, code, function, stack, cause,
+                gc_ms=gc_s * 1000.0, request=request, phase=phase, threads=threads,
+                evidence=evidence,
+            )
+
+        cpu = self._cpu_during(stall, baseline)
+        loop_share, loop_wakeups, busy = self._shares(cpu, stall)
+        names = {t.ident: t.name for t in threading.enumerate()}
+        evidence = (
+            f"{samples} samples; loop thread CPU {loop_share:.0%}, woke {loop_wakeups:.0f}/s"
+            f" overall, asked for the GIL {stall.asking_s * 1000:.0f} ms, sat still"
+            f" {stall.quiet_s * 1000:.0f} ms"
+            + "".join(f"; {names.get(i, i)} CPU {share:.0%}" for i, (share, _) in busy.items())
+            + ("" if cpu else " (no per-thread CPU figures)")
+        )
+        sat_still = [key for key, _ in stall.quiet_keys.most_common() if key[2] != IDLE]
+        if sat_still and stall.quiet_s >= stall.asking_s and samples >= _MIN_SAMPLES:
+            # For most of the block the loop's thread sat in one call without asking for the
+            # GIL (a time.sleep, a blocking read): that call held the loop, whatever else ran.
+            filename, lineno, function = sat_still[0]
+            code = linecache.getline(filename, lineno).strip()
+            stack = stall.stacks.get(sat_still[0], ())
+            return block(filename, lineno, code, function, stack, CAUSE_LOOP)
+        if self._waited_for_gil(stall, cpu, loop_share, loop_wakeups, busy):
+            runs = self._thread_runs(stall, busy)
+            if runs:
+                top = runs[0]
+                return block(top.filename, top.lineno, top.code, "", (), CAUSE_GIL, runs)
+
+        trusted = samples >= _MIN_SAMPLES or duration_s < 10 * WATCHDOG_POLL_S
+        if not trusted and not request and self._response_sent_between is not None:
+            # Nothing could be sampled, but the block ended as a response went out: the loop
+            # was producing that response (validating and encoding a big body, say).
+            scope = self._response_sent_between(start_s, end_s + 2 * HEARTBEAT_S)
+            if scope is not None:
+                request = describe_request(scope)
+        ending = f"; it ended as the loop sent the response of {request}" if request else ""
+        if gc_s >= duration_s / 2 and not trusted:
+            code = f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it"
+            return block("<gc>", 0, code + ending, GC_FUNCTION, (), CAUSE_GC)
+        if samples and trusted:
+            (filename, lineno, function), _ = stall.loop_keys.most_common(1)[0]
+            if function == IDLE:
+                # The loop sat in select() with nothing to do: the OS did not schedule its
+                # thread (a starved machine), which is not code holding the loop.
+                return None
+            code = linecache.getline(filename, lineno).strip()
+            stack = stall.stacks.get((filename, lineno, function), ())
+            return block(filename, lineno, code, function, stack, CAUSE_LOOP)
+        if cpu is not None and loop_share < 0.3 and not busy:
+            # Nobody in this process ran: the machine was busy elsewhere. Not the app's doing.
+            return None
+        code = "C code that never released the GIL (no Python line could be sampled"
+        after = [key for key, _ in stall.loop_keys.most_common() if key[2] != IDLE]
+        if after:
+            code += f"; right after it, the loop was at {_where(after[0][0], after[0][1])}"
+        code += ending + ")"
+        stack = stall.stacks.get(after[0], ()) if after else ()
+        return block("<unsampled>", 0, code, UNSAMPLED, stack, CAUSE_UNSAMPLED)
+
+    def _cpu_during(
+        self, stall: _Stall, baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None
+    ) -> tuple[float, dict[int, int], dict[int, int]] | None:
+        """(window seconds, CPU ns per native thread id, wake-ups per native thread id)."""
+        first = stall.cpu_first or baseline
+        if not self._cpu_supported or first is None:
+            return None
+        now, after = time.perf_counter(), _thread_cpu.read_all()
+        began, before = first
+        window_s = now - began
+        if window_s <= 0 or not after:
+            return None
+        cpu_ns, wakeups = {}, {}
+        for native_id, reading in after.items():
+            earlier = before.get(native_id, _thread_cpu.ThreadCPU(0, 0))
+            cpu_ns[native_id] = reading.cpu_ns - earlier.cpu_ns
+            wakeups[native_id] = reading.runs - earlier.runs
+        return window_s, cpu_ns, wakeups
+
+    def _shares(
+        self, cpu: tuple[float, dict[int, int], dict[int, int]] | None, stall: _Stall
+    ) -> tuple[float, float, dict[int, tuple[float, float]]]:
+        """The loop thread's CPU share and wake-ups per second, and the other Python threads
+        that were busy: ``threading`` ident → (share of the window, CPU ms; 0 if unknown)."""
+        threads = {t.native_id: t for t in threading.enumerate() if t.native_id is not None}
+        if cpu is None:
+            # No CPU figures (not Linux): a thread whose frame kept moving between samples ran.
+            intervals = max(stall.intervals, 1)
+            busy = {
+                ident: (moves / intervals, 0.0)
+                for ident, moves in stall.moved.items()
+                if moves / intervals >= 0.5
+            }
+            return stall.loop_moved / intervals, 0.0, busy
+        window_s, cpu_ns, wakeups = cpu
+        loop_share = cpu_ns.get(self._loop_native_id or -1, 0) / 1e9 / window_s
+        loop_wakeups = wakeups.get(self._loop_native_id or -1, 0) / window_s
+        busy = {}
+        for native_id, spent in cpu_ns.items():
+            thread = threads.get(native_id)
+            if thread is None or thread.ident is None or native_id == self._loop_native_id:
+                continue
+            if thread.ident in _watchdog_idents:
+                continue
+            share = spent / 1e9 / window_s
+            if share >= 0.05:
+                busy[thread.ident] = (share, spent / 1e6)
+        return loop_share, loop_wakeups, busy
+
+    def _waited_for_gil(
+        self,
+        stall: _Stall,
+        cpu: tuple[float, dict[int, int], dict[int, int]] | None,
+        loop_share: float,
+        loop_wakeups: float,
+        busy: dict[int, tuple[float, float]],
+    ) -> bool:
+        if not busy or loop_share >= 0.5:
+            return False
+        if cpu is not None:
+            # asking for the GIL every few ms, while others ran for most of the time
+            # (on a crowded machine the whole process may get little CPU: the wake-ups are
+            # the telling sign, so the others need only have run at all)
+            others_share = sum(share for share, _ in busy.values())
+            return loop_wakeups >= _GIL_WAIT_WAKEUPS_PER_S and others_share >= 0.1
+        # without CPU figures: the loop stood still in library code while others moved on
+        keys = [key for key in stall.loop_keys if key[2] != IDLE]
+        return bool(keys) and all(is_library_file(key[0]) for key in keys)
+
+    def _thread_runs(
+        self, stall: _Stall, busy: dict[int, tuple[float, float]]
+    ) -> tuple[ThreadRun, ...]:
+        threads = {t.ident: t for t in threading.enumerate()}
+        frames = sys._current_frames()
+        # Threads seen running during the block; a thread that only used CPU before it (the
+        # readings can start a little earlier) and then sat idle is not a culprit.
+        seen_running = {ident: busy[ident] for ident in busy if stall.running_at.get(ident)}
+        runs = []
+        for ident, (_, cpu_ms) in sorted(
+            (seen_running or busy).items(), key=lambda item: -item[1][0]
+        ):
+            thread = threads.get(ident)
+            running_at = stall.running_at.get(ident)
+            last_seen = self._last_running.get(ident)
+            if running_at:
+                filename, lineno, _ = running_at.most_common(1)[0][0]
+            elif last_seen and time.perf_counter() - last_seen[0] < _RECENT_S:
+                # the watchdog saw it run nothing in this block: where it ran just before
+                filename, lineno, _ = last_seen[1]
+            elif stall.others.get(ident):
+                filename, lineno, _ = stall.others[ident].most_common(1)[0][0]
+            elif ident in frames and not _is_waiting(frames[ident]):
+                # ... or where it is now, if it is still at work
+                filename, lineno, _ = _key(frames[ident])
+            elif len(busy) > 1:
+                continue  # parked again by now, and others are there to blame
+            else:
+                filename, lineno = "", 0
+            name = None
+            if thread is not None and self._name_thread is not None:
+                name = self._name_thread(thread)
+            code = linecache.getline(filename, lineno).strip() if lineno else ""
+            runs.append(
+                ThreadRun(name or default_thread_name(thread), filename, lineno, code, cpu_ms)
+            )
+        del frames
+        # A worker caught handing its result back to the loop (asyncio's self-pipe) did a few
+        # microseconds of work there; where others ran real code, they are the ones to name.
+        real = [r for r in runs if not os.path.abspath(r.filename).startswith(_ASYNCIO_DIR)]
+        return tuple(real or runs)
+
     # -- on the watchdog thread --------------------------------------------------------
     def _watchdog(self) -> None:
+        _watchdog_idents.add(threading.get_ident())
+        try:
+            self._watch()
+        finally:
+            _watchdog_idents.discard(threading.get_ident())
+
+    def _watch(self) -> None:
         # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
         notice_after = max(HEARTBEAT_S * 3, min(self.threshold_ms / 1000.0 / 2, 0.02))
+        previous_positions: dict[int, tuple[int, int, Key]] = {}
+        previous_beat = -1.0
         while not self._stop.wait(WATCHDOG_POLL_S):
             beat = self._last_beat
-            if time.perf_counter() - beat <= notice_after:
+            now = time.perf_counter()
+            if now - beat <= notice_after:
+                if self._cpu_supported and (
+                    self._cpu_baseline is None
+                    or now - self._cpu_baseline[0] >= _CPU_BASELINE_EVERY_S
+                ):
+                    self._cpu_baseline = (time.perf_counter(), _thread_cpu.read_all())
                 continue
-            frame = sys._current_frames().get(self._loop_thread_id or 0)
-            if frame is None:
+            if beat != previous_beat:
+                previous_positions = {}
+                previous_beat = beat
+            self._sample(beat, previous_positions)
+
+    def _sample(self, beat: float, previous_positions: dict[int, tuple[int, int, Key]]) -> None:
+        frames = sys._current_frames()
+        loop_frame = frames.get(self._loop_thread_id or 0)
+        if loop_frame is None:
+            return
+        now = time.perf_counter()
+        with self._lock:
+            stall = self._stalls.setdefault(beat, _Stall())
+        if self._cpu_supported and (
+            stall.cpu_first is None or now - stall.cpu_last_s >= _CPU_READING_EVERY_S
+        ):
+            if stall.cpu_first is None:
+                stall.cpu_first = (now, _thread_cpu.read_all())
+            stall.cpu_last_s = now
+        if _is_idle(loop_frame):
+            key: Key = ("", 0, IDLE)
+        else:
+            key = _key(loop_frame)
+            stall.stacks.setdefault(key, _describe_stack(loop_frame))
+            phase = _phase(loop_frame)
+            if phase:
+                stall.phases[phase] += 1
+            request = self._current_request()
+            if request:
+                stall.requests[request] += 1
+        stall.loop_keys[key] += 1
+        self._note_loop_wakeups(stall, now, key)
+        # Who else ran: a frame that moved on between two samples is running Python.
+        had_previous = bool(previous_positions)
+        if had_previous:
+            stall.intervals += 1
+        for ident, frame in frames.items():
+            if ident in _watchdog_idents:
                 continue
-            key, stack = _sample(frame)
-            del frame
-            with self._lock:
-                self._samples.setdefault(beat, Counter())[key] += 1
-                self._stacks.setdefault(beat, {}).setdefault(key, stack)
+            if ident == self._loop_thread_id:
+                before = previous_positions.get(ident)
+                position = (id(frame), frame.f_lasti)
+                stall.loop_moved += had_previous and before is not None and before[:2] != position
+                previous_positions[ident] = (*position, key)
+                continue
+            where = ("", 0, IDLE) if _is_waiting(frame) else _key(frame)
+            before = previous_positions.get(ident)
+            previous_positions[ident] = (id(frame), frame.f_lasti, where)
+            if where[2] != IDLE:
+                stall.others.setdefault(ident, Counter())[where] += 1
+            if before is None or before[:2] == (id(frame), frame.f_lasti) or before[2][2] == IDLE:
+                continue
+            # It moved on since the last sample, so it ran Python in between, starting from
+            # where it was then (a worker that just finished a long loop is charged for the
+            # loop, not for the return statement it was caught at).
+            stall.moved[ident] += 1
+            stall.running_at.setdefault(ident, Counter())[before[2]] += 1
+            self._last_running[ident] = (now, before[2])
+        del frames, loop_frame
+
+    def _note_loop_wakeups(self, stall: _Stall, now: float, key: Key) -> None:
+        """Split the stall into stretches where the loop's thread kept asking for the GIL and
+        stretches where it sat in one call (``time.sleep``, a blocking read)."""
+        reading = _thread_cpu.read_one(self._loop_native_id) if self._cpu_supported else None
+        if reading is None or self._loop_native_id is None:
+            return
+        if stall.loop_reading is not None:
+            began, runs, was_at = stall.loop_reading
+            interval_s = now - began
+            if interval_s > 0 and (reading.runs - runs) / interval_s >= _GIL_WAIT_WAKEUPS_PER_S:
+                stall.asking_s += interval_s
+            elif interval_s > 0:
+                stall.quiet_s += interval_s
+                stall.quiet_keys[was_at] += 1
+        stall.loop_reading = (now, reading.runs, key)
+
+    def _current_request(self) -> str:
+        if self._request_for_task is None or self._loop is None:
+            return ""
+        try:
+            task = asyncio.current_task(self._loop)
+        except RuntimeError:
+            return ""
+        if task is None:
+            return ""
+        scope = self._request_for_task(task)
+        return describe_request(scope) if scope is not None else ""
 
     # -- from any thread ---------------------------------------------------------------
     def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
