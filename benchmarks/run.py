@@ -31,7 +31,7 @@ import time
 import traceback
 from collections import Counter
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -610,7 +610,7 @@ def print_loopwatch(r: dict[str, Any]) -> None:
     print(f"  'held ms' is what the endpoint timed itself; the error is reported vs held; "
           f"target ±{TARGET_WATCH_ERROR_PCT:.0f}%, the exact line, one block per request.")
     rows = []
-    for path, q in r["quiet"].items():
+    for q in r["quiet"].values():
         rows.append([q["label"], f"{q['requests_per_run']} concurrent",
                      "/".join(str(c) for c in q["blocks"]),
                      "/".join(f"{w:.2f}" for w in q["walls_s"]), "0", verdict(q["pass"])])
@@ -746,7 +746,9 @@ asyncio.run(main())
 """
 
 
-def _run_client_thread(runner: Callable[[], None], out: dict[str, Any], client: str) -> dict[str, Any]:
+def _run_client_thread(
+    runner: Callable[[], None], out: dict[str, Any], client: str
+) -> dict[str, Any]:
     """Run a client benchmark in a thread of this (the server's) process, at most 120 s."""
     thread = threading.Thread(target=runner, name=f"bench-{client}", daemon=True)
     thread.start()
@@ -1158,7 +1160,7 @@ def main() -> int:
     progress(f"calibrated the CPU block: {CPU_ITERATIONS:,} iterations ≈ {CPU_BLOCK_S:.2f} s")
 
     results: dict[str, Any] = {
-        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": q,
         "config": cfg,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

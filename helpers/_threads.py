@@ -15,7 +15,7 @@ _MAX_LISTED = 6  # beyond this, a per-thread list is noise: say how many and how
 
 
 def thread_order(name: str) -> tuple[int, int, str]:
-    """Sort key: the event loop first, then workers by number (``worker 2`` before ``worker 10``)."""
+    """Sort key: the event loop first, then workers by number (worker 2 before worker 10)."""
     number = name.rsplit(" ", 1)[-1]
     return (name != EVENT_LOOP, int(number) if number.isdigit() else 0, name)
 

@@ -7,7 +7,9 @@ import platform
 import sys
 from importlib.metadata import PackageNotFoundError, version
 
-PACKAGES = ("fastapi", "starlette", "uvicorn", "anyio", "httpx", "aiohttp", "ipykernel", "matplotlib")
+PACKAGES = (
+    "fastapi", "starlette", "uvicorn", "anyio", "httpx", "aiohttp", "ipykernel", "matplotlib",
+)
 MINIMUM_PYTHON = (3, 11)
 
 
@@ -48,7 +50,9 @@ def check_environment() -> dict[str, object]:
         print(f"{key:<{width}}  {value}")
     missing = [name for name, v in facts.items() if v == "missing"]
     if sys.version_info < MINIMUM_PYTHON:
-        raise RuntimeError(f"the course needs Python 3.11 or newer; this kernel runs {facts['python']}")
+        raise RuntimeError(
+            f"the course needs Python 3.11 or newer; this kernel runs {facts['python']}"
+        )
     if missing:
         raise RuntimeError(
             f"missing packages: {', '.join(missing)} — run `python3 course.py lab` from the "

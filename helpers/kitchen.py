@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from ._frontend import display_mode
+from ._frontend import display_mode, ipython_shell
 from .plots import Picture
 
 if TYPE_CHECKING:
@@ -200,7 +200,8 @@ class KitchenComparison:
         (``helpers.timing.report``), labelled ``"<name>: <chef>"``."""
         from .timing import report
 
-        for measured, ideal in ((self.sync_chef, self.ideal_sync), (self.async_chef, self.ideal_async)):
+        pairs = ((self.sync_chef, self.ideal_sync), (self.async_chef, self.ideal_async))
+        for measured, ideal in pairs:
             assert measured.ms_per_minute is not None and measured.real_seconds is not None
             ideal_s = ideal.total_minutes * measured.ms_per_minute / 1000
             report(f"{name}: {measured.label}", measured.real_seconds, ideal_s=ideal_s)
@@ -527,9 +528,10 @@ def _require_whole(name: str, value: object, *, at_most: int | None) -> None:
     # also admits numpy integers.
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise ValueError(f"{name} must be a whole number, got {value!r}")
-    if value < 1:
+    count = int(value)
+    if count < 1:
         raise ValueError(f"{name} must be at least 1, got {value}")
-    if at_most is not None and value > at_most:
+    if at_most is not None and count > at_most:
         raise ValueError(f"{name} must be at most {at_most}, got {value}")
 
 
@@ -661,12 +663,9 @@ def kitchen_explorer() -> ipywidgets.VBox | None:
     """
     if display_mode() == "text":
         comparison = compare()
-        try:
-            from IPython import get_ipython
+        if ipython_shell() is not None:
             from IPython.display import display
-        except ImportError:
-            get_ipython = None  # type: ignore[assignment]
-        if get_ipython is not None and get_ipython() is not None:
+
             display(comparison)  # the text, then the picture a static export can keep
         else:
             print(comparison)

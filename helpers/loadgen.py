@@ -285,7 +285,7 @@ def _base_url(target: Server | str) -> str:
             f"load() needs a URL like 'http://127.0.0.1:8000', got {target!r}"
         )
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when asked for it
     except ValueError:
         raise ValueError(f"the port in {target!r} is not a number between 0 and 65535") from None
     return target.rstrip("/")
@@ -409,7 +409,9 @@ def load_with_monitor(
         return traffic, probing.result()
 
 
-def _run_job(job: dict[str, Any], total: int, *, progress: bool, label: str) -> list[dict[str, Any]]:
+def _run_job(
+    job: dict[str, Any], total: int, *, progress: bool, label: str
+) -> list[dict[str, Any]]:
     """Hand the job to a worker process and wait for its records, showing progress."""
     per_request = job["timeout_s"] if job["timeout_s"] is not None else 3600.0
     waves = math.ceil(total / job["concurrency"])

@@ -44,7 +44,7 @@ class Picture:
 def _unique_legend(axes: Any, **options: Any) -> None:
     """A legend with each label once (bars and spans repeat their labels), if there is any."""
     handles, labels = axes.get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
+    unique = dict(zip(labels, handles, strict=True))
     if unique:
         axes.legend(unique.values(), unique.keys(), **options)
 
@@ -65,7 +65,7 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
     height = min(7.0, 1.6 + 0.12 * len(records))
     figure = Figure(figsize=(9, height))
     axes = figure.subplots()
-    for row, (record, thread) in enumerate(zip(records, threads)):
+    for row, (record, thread) in enumerate(zip(records, threads, strict=True)):
         axes.barh(
             row,
             record.latency_s,
@@ -105,11 +105,17 @@ def latency_chart(result: LoadResult, title: str | None = None) -> Picture:
     latencies_ms = sorted(latency * 1000 for latency in result.latencies_s)
     figure = Figure(figsize=(8, 3.2))
     axes = figure.subplots()
-    axes.plot(range(1, len(latencies_ms) + 1), latencies_ms, marker="." if len(latencies_ms) < 80 else "", color=PALETTE[0])
+    axes.plot(
+        range(1, len(latencies_ms) + 1), latencies_ms,
+        marker="." if len(latencies_ms) < 80 else "", color=PALETTE[0],
+    )
     for q, style in ((50, "--"), (95, ":")):
         value = result.percentile(q) * 1000
         axes.axhline(value, linestyle=style, color="grey")
-        axes.annotate(f"p{q} {value:.0f} ms", (1, value), textcoords="offset points", xytext=(4, 4), fontsize="small")
+        axes.annotate(
+            f"p{q} {value:.0f} ms", (1, value),
+            textcoords="offset points", xytext=(4, 4), fontsize="small",
+        )
     axes.set_xlabel("requests, fastest to slowest")
     axes.set_ylabel("latency (ms)")
     axes.set_ylim(bottom=0)
@@ -134,12 +140,15 @@ def task_timeline(runs: dict[str, tuple[TaskLog, float]]) -> Picture:
     figure = Figure(figsize=(8, 1.2 + 1.3 * len(runs)))
     panels = figure.subplots(len(runs), 1, sharex=True, squeeze=False)[:, 0]
     longest = max(max(at for at, _, _ in log) - t0 for log, t0 in runs.values())
-    for axes, (title, (log, t0)) in zip(panels, runs.items()):
+    for axes, (title, (log, t0)) in zip(panels, runs.items(), strict=True):
         names = sorted({name for _, name, _ in log})
         for row, name in enumerate(names):
             moments = [at - t0 for at, who, _ in log if who == name]
             start, end = min(moments), max(moments)
-            axes.barh(row, end - start, left=start, height=0.5, color=PALETTE[row % len(PALETTE)], alpha=0.35)
+            axes.barh(
+                row, end - start, left=start, height=0.5,
+                color=PALETTE[row % len(PALETTE)], alpha=0.35,
+            )
             axes.plot([start, end], [row, row], "|", color="black", markersize=16, mew=2)
             axes.annotate(f"{name} done at {end:.2f} s", (end, row), xytext=(6, 0),
                           textcoords="offset points", va="center", fontsize="small")
@@ -187,5 +196,7 @@ def probe_latency(
     axes.set_ylim(bottom=0)
     _unique_legend(axes, loc="upper right", fontsize="small")
     figure.tight_layout()
-    worst = ", ".join(f"{label} worst {run.for_path(path).max_s * 1000:.0f} ms" for label, run, path in lines)
+    worst = ", ".join(
+        f"{label} worst {run.for_path(path).max_s * 1000:.0f} ms" for label, run, path in lines
+    )
     return Picture(figure, f"{title}: {worst}")

@@ -278,7 +278,7 @@ def quiz(
 
 
 def quiz_file(path: str | os.PathLike[str], *, title: str | None = None) -> Quiz:
-    """Show the quiz stored as a JSON list in `path` (relative paths start at the notebook's folder).
+    """Show the quiz stored as a JSON list in `path` (relative to the notebook's folder).
 
     Keeping a lesson's questions in a JSON file lets tests check them without running the lesson.
     """

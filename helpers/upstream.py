@@ -58,7 +58,7 @@ def _check_kind(kind: object) -> str:
     if kind not in KINDS:
         choices = ", ".join(repr(k) for k in KINDS)
         raise ValueError(f"unknown upstream kind {kind!r}; choose one of: {choices}")
-    return kind  # type: ignore[return-value]
+    return kind
 
 
 def _check_latency(latency: object) -> float:
@@ -100,7 +100,7 @@ def _check_fail_status(status: object) -> int:
 def _check_seed(seed: object) -> int | None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise TypeError(f"seed must be a whole number, or None for unseeded failures, got {seed!r}")
-    return seed  # type: ignore[return-value]
+    return seed
 
 
 # -- statistics ------------------------------------------------------------------------------
@@ -190,7 +190,9 @@ async def _overrides(
         float | None,
         Query(ge=0, le=1, allow_inf_nan=False, description="Probability (0–1) of a 5xx answer."),
     ] = None,
-    hang: Annotated[bool | None, Query(description="Never answer (until the client gives up).")] = None,
+    hang: Annotated[
+        bool | None, Query(description="Never answer (until the client gives up).")
+    ] = None,
     fail_status: Annotated[
         int | None, Query(ge=500, le=599, description="The 5xx status a failure answers with.")
     ] = None,

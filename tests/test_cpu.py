@@ -1,4 +1,4 @@
-"""helpers.cpu: deterministic work, an honest calibration, and process pools under every start method."""
+"""helpers.cpu: deterministic work, honest calibration, process pools under every start method."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
+from itertools import pairwise
 
 import pytest
 from matplotlib.figure import Figure
@@ -223,7 +224,7 @@ def test_measured_default_kitchen_agrees_with_the_arithmetic(mode: kitchen.ChefM
 
 def test_sync_chef_never_starts_an_order_before_serving_the_last() -> None:
     records = run_kitchen("sync", orders=3, prep_min=2, oven_min=5).records
-    for earlier, later in zip(records, records[1:]):
+    for earlier, later in pairwise(records):
         assert later.prep_start >= earlier.served - EARLY_MINUTES
 
 
@@ -257,7 +258,7 @@ def test_two_measured_chefs_share_the_orders(mode: kitchen.ChefMode, ideal_total
             key=lambda record: record.prep_start,
         )
         # One pair of hands: a chef's preps never overlap.
-        for earlier, later in zip(own, own[1:]):
+        for earlier, later in pairwise(own):
             assert later.prep_start >= earlier.prep_end - EARLY_MINUTES
     assert not kitchen_threads_alive()
 
@@ -420,4 +421,5 @@ def test_comparison_reports_both_chefs_in_seconds(capsys) -> None:
     sync_label = f"tiny kitchen: {comparison.sync_chef.label}"
     assert sync_label in printed and sync_label in recorded
     # ideal: 2 × (1 + 3) simulated minutes at the run's real ms per minute
-    assert recorded[sync_label].ideal_s == pytest.approx(8 * comparison.sync_chef.ms_per_minute / 1000)
+    minute_s = comparison.sync_chef.ms_per_minute / 1000
+    assert recorded[sync_label].ideal_s == pytest.approx(8 * minute_s)

@@ -51,8 +51,9 @@ def test_connection_limit_imitates_a_capped_client(server):
 
 
 def in_flight(result: LoadResult) -> list[int]:
-    events = sorted([(r.start_s, 1) for r in result.records] + [(r.end_s, -1) for r in result.records],
-                    key=lambda e: (e[0], e[1]))
+    starts = [(r.start_s, 1) for r in result.records]
+    ends = [(r.end_s, -1) for r in result.records]
+    events = sorted(starts + ends, key=lambda e: (e[0], e[1]))
     counts, now = [], 0
     for _, step in events:
         now += step
@@ -179,7 +180,8 @@ def test_stopped_server_is_refused_with_advice():
 def test_threads_are_listed_loop_first_then_workers_by_number():
     names = ["worker 10", "worker 2", "event loop", "kernel"]
     assert sorted(names, key=thread_order) == ["event loop", "kernel", "worker 2", "worker 10"]
-    assert describe_threads(Counter({"worker 2": 1, "event loop": 3})) == "event loop: 3, worker 2: 1"
+    summary = describe_threads(Counter({"worker 2": 1, "event loop": 3}))
+    assert summary == "event loop: 3, worker 2: 1"
 
 
 def test_many_threads_are_summarised_by_spread():

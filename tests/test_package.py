@@ -25,7 +25,10 @@ def test_unknown_name_is_an_attribute_error():
 
 
 def test_importing_cpu_does_not_import_the_web_stack():
-    code = "import sys, helpers.cpu; print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'matplotlib')))"
+    code = (
+        "import sys, helpers.cpu; "
+        "print(any(m in sys.modules for m in ('fastapi', 'uvicorn', 'matplotlib')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -42,8 +45,10 @@ def test_all_is_a_literal_naming_exactly_the_lazy_names():
     # A literal list (not computed) so tools can read it; the same names as the lazy map.
     tree = ast.parse(PACKAGE_INIT.read_text())
     (value,) = [
-        node.value for node in tree.body
-        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets)
+        node.value
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and any(getattr(target, "id", None) == "__all__" for target in node.targets)
     ]
     assert isinstance(value, ast.List) and all(isinstance(e, ast.Constant) for e in value.elts)
     assert len(helpers.__all__) == len(set(helpers.__all__)), "a name is listed twice"
@@ -53,7 +58,11 @@ def test_all_is_a_literal_naming_exactly_the_lazy_names():
 def test_type_checkers_see_every_public_name_from_its_module():
     # The TYPE_CHECKING imports are what mypy and IDEs read; they must match the lazy map.
     tree = ast.parse(PACKAGE_INIT.read_text())
-    (block,) = [node for node in tree.body if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)]
+    (block,) = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+    ]
     seen = {
         alias.name: node.module
         for node in ast.walk(block) if isinstance(node, ast.ImportFrom)
@@ -74,9 +83,10 @@ def test_bottom_modules_import_nothing_from_the_package(module):
     # The shared low-level modules sit at the bottom: importing anything above them would
     # bring back the borrowing (and import cycles) they exist to end. Function-level imports count.
     tree = ast.parse((PACKAGE_INIT.parent / f"{module}.py").read_text())
-    from_package = [
-        ast.unparse(node) for node in ast.walk(tree)
-        if (isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("helpers")))
-        or (isinstance(node, ast.Import) and any(a.name.startswith("helpers") for a in node.names))
+    imported = [
+        (node.level, node.module or "") if isinstance(node, ast.ImportFrom) else (0, alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in node.names
     ]
-    assert from_package == []
+    assert [(level, name) for level, name in imported if level or name.startswith("helpers")] == []

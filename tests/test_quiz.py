@@ -145,7 +145,8 @@ def test_quiz_file_errors_name_the_file(tmp_path: Path) -> None:
         load_questions(broken)
     incomplete = tmp_path / "incomplete.json"
     incomplete.write_text(json.dumps([{"question": "Q?"}]), encoding="utf-8")
-    with pytest.raises(ValueError, match=r"incomplete\.json: question 1: missing keys 'choices', 'answer'"):
+    missing = r"incomplete\.json: question 1: missing keys 'choices', 'answer'"
+    with pytest.raises(ValueError, match=missing):
         load_questions(incomplete)
 
 
@@ -337,7 +338,10 @@ def test_headless_kernel_shows_widget_with_text_fallback_once(
     ]
     repo_root = Path(__file__).resolve().parent.parent
     nbclient.NotebookClient(
-        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(repo_root)}}
+        notebook,
+        timeout=60,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(repo_root)}},
     ).execute()
     first, second = notebook.cells
     assert len(first.outputs) == 1, first.outputs

@@ -341,7 +341,11 @@ def test_start_upstreams_uses_stable_names_and_rerun_replaces():
 @pytest.mark.parametrize(
     ("call", "error", "words"),
     [
-        (lambda: start_upstream("user"), ValueError, ["'users'", "'products'", "'weather'", "'delay'"]),
+        (
+            lambda: start_upstream("user"),
+            ValueError,
+            ["'users'", "'products'", "'weather'", "'delay'"],
+        ),
         (lambda: start_upstream("users", latency=-0.1), ValueError, ["latency", "0 or more"]),
         (lambda: start_upstream("users", latency=float("inf")), ValueError, ["hang=True"]),
         (lambda: start_upstream("users", fail=1.5), ValueError, ["fail", "0 to 1"]),
@@ -382,5 +386,5 @@ def test_bad_query_parameters_answer_422(start, query):
 def test_not_started_upstream_explains_itself():
     up = Upstream("users")
     with pytest.raises(RuntimeError, match="not been started"):
-        up.url
+        _ = up.url
     assert "not started" in repr(up)
