@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -90,3 +92,57 @@ def test_bottom_modules_import_nothing_from_the_package(module):
         for alias in node.names
     ]
     assert [(level, name) for level, name in imported if level or name.startswith("helpers")] == []
+
+
+def learner_facing_code() -> list[tuple[str, str]]:
+    """The code learners read and copy: each notebook code cell, and the README's Python blocks."""
+    root = PACKAGE_INIT.parent.parent
+    code = []
+    for folder in ("notebooks", "exercises", "solutions"):
+        for path in sorted((root / folder).glob("*.ipynb")):
+            cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+            code += [
+                (f"{folder}/{path.name}", "".join(cell["source"]))
+                for cell in cells
+                if cell["cell_type"] == "code"
+            ]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    code += [("README.md", block) for block in re.findall(r"```python\n(.*?)```", readme, re.S)]
+    return code
+
+
+def helpers_imports(source: str) -> list[tuple[str, str]]:
+    """``(module, name)`` for every ``from helpers... import name`` in a cell."""
+    # IPython magics and shell escapes are not Python; a cell may also show a SyntaxError on
+    # purpose, and then a line-by-line look has to do.
+    python = re.sub(r"^\s*[%!].*$", "", source, flags=re.M)
+    try:
+        tree = ast.parse(python)
+    except SyntaxError:
+        one_line = re.findall(r"^\s*from (helpers[\w.]*) import ([\w, ]+)$", python, re.M)
+        return [(module, name.strip()) for module, names in one_line for name in names.split(",")]
+    return [
+        (node.module or "", alias.name)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("helpers")
+        for alias in node.names
+    ]
+
+
+def test_public_names_are_imported_from_the_package_only():
+    # One spelling per public name: `from helpers import report`, never
+    # `from helpers.timing import report`, so lessons never disagree on where a name lives.
+    other_spellings = [
+        f"{where}: from {module} import {name} -> from helpers import {name}"
+        for where, source in learner_facing_code()
+        for module, name in helpers_imports(source)
+        if module != "helpers" and name in helpers.__all__
+    ]
+    assert other_spellings == [], "\n".join(other_spellings)
+
+
+def test_the_spelling_check_sees_every_form():
+    cell = "%time x = 1\nfrom helpers.timing import (\n    report,\n)\nfrom helpers import serve"
+    assert helpers_imports(cell) == [("helpers.timing", "report"), ("helpers", "serve")]
+    broken = "from helpers.quiz import quiz_file\ndef oops(:"
+    assert helpers_imports(broken) == [("helpers.quiz", "quiz_file")]
