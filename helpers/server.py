@@ -12,18 +12,24 @@ import asyncio
 import atexit
 import inspect
 import itertools
+import linecache
 import logging
+import os
+import re
 import sys
+import sysconfig
 import threading
 import time
 import traceback
 import types
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import anyio.to_thread
 import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
+from uvicorn.lifespan.on import LifespanOn
 
 from ._instrument import Instrumented, ThreadLabels, install_thread_noting
 from .loopwatch import LoopBlock, LoopWatch
@@ -34,6 +40,8 @@ HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 3.0
 GRACEFUL_SHUTDOWN_S = 1.0
+# below STOP_TIMEOUT_S minus the grace above, so stop() ends before it would give up
+LIFESPAN_SHUTDOWN_TIMEOUT_S = 1.5
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -43,6 +51,73 @@ class ServerStartupError(RuntimeError):
     """The app could not start: bad app object, import error, or a failing lifespan."""
 
 
+# Where uvicorn's log meets the learner. uvicorn reports through the "uvicorn.error" logger;
+# with no handler configured, Python's last-resort handler writes those records to stderr,
+# which in a notebook is the red text under the cell. Three kinds of record repeat or invent
+# an error, and the filter below keeps them off stderr:
+#   - anything logged before the server has started: a failing or hung lifespan startup is
+#     raised to the learner as ServerStartupError with the app's own traceback, so uvicorn's
+#     copy would print it twice (the records are kept; the error uses them if it has nothing
+#     better);
+#   - the CancelledError of a request or lifespan task that stop() itself cancelled: the
+#     server was asked to stop, nothing went wrong.
+# Everything else passes untouched. In particular an exception raised by an endpoint while
+# the server runs normally is the learner's bug: the client only sees a bare 500, so uvicorn's
+# "Exception in ASGI application" traceback is the one place it shows, and it stays.
+_CANCELLED_LAST_LINE = re.compile(r"CancelledError\b[^\n]*\s*$")
+
+
+def _is_cancellation(record: logging.LogRecord) -> bool:
+    """The record reports a CancelledError (as an exception, or as a traceback in the text)."""
+    if record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError):
+        return True
+    return bool(_CANCELLED_LAST_LINE.search(record.getMessage()))
+
+
+class _QuietServerNoise(logging.Filter):
+    """A filter on uvicorn's logger: each server thread's records go past its ``_Uvicorn``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._servers: weakref.WeakKeyDictionary[threading.Thread, _Uvicorn] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def watch(self, thread: threading.Thread, server: _Uvicorn) -> None:
+        self._servers[thread] = server
+        # idempotent; repeated in case a cell reconfigured logging since the last serve()
+        logging.getLogger(UVICORN_LOGGER).addFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs from the server's own thread, so the current thread names the server
+        server = self._servers.get(threading.current_thread())
+        return server is None or server.keeps(record)
+
+
+UVICORN_LOGGER = "uvicorn.error"
+_noise_filter = _QuietServerNoise()
+
+
+def _library_dirs() -> tuple[str, ...]:
+    kinds = ("stdlib", "platstdlib", "purelib", "platlib")
+    dirs = {*(sysconfig.get_path(kind) for kind in kinds), os.path.dirname(__file__)}
+    return tuple(os.path.realpath(d) + os.sep for d in dirs)
+
+
+def _where_it_waited(error: BaseException | None) -> str:
+    """`` at file.py:12 `line```: the innermost app frame a cancelled task was waiting in."""
+    library = _library_dirs()
+    where = ""
+    tb = error.__traceback__ if error is not None else None
+    while tb is not None:
+        filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
+        if not os.path.realpath(filename).startswith(library):
+            code = linecache.getline(filename, lineno).strip()
+            where = f" at {os.path.basename(filename)}:{lineno} `{code}`"
+        tb = tb.tb_next
+    return where
+
+
 class _Uvicorn(uvicorn.Server):
     """uvicorn's server with a prompt stop: it wakes on request instead of ticking every 100 ms."""
 
@@ -50,9 +125,40 @@ class _Uvicorn(uvicorn.Server):
         super().__init__(config)
         self.ready = threading.Event()
         self._wake: asyncio.Event | None = None
+        self.startup_log: list[logging.LogRecord] = []
+        self._cancelled_by_stop: set[asyncio.Task[Any]] = set()
+        self.cancelled_at = ""  # where the app's lifespan waited when it was cancelled
+
+    async def serve(self, sockets: Any = None) -> None:
+        _noise_filter.watch(threading.current_thread(), self)
+        await super().serve(sockets=sockets)
+
+    def keeps(self, record: logging.LogRecord) -> bool:
+        """Should this uvicorn record reach the log's handlers (stderr)? See the note above."""
+        if _is_cancellation(record):
+            # Starlette logs a cancelled lifespan from inside its except block, so the
+            # exception being handled is the CancelledError: it knows where the app waited.
+            error = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+            self.cancelled_at = _where_it_waited(error) or self.cancelled_at
+        if not self.started:
+            self.startup_log.append(record)
+            return False
+        try:
+            task = asyncio.current_task()
+        except RuntimeError:  # no loop running in this thread (logged outside the loop)
+            task = None
+        return not (task in self._cancelled_by_stop and _is_cancellation(record))
+
+    def startup_log_text(self) -> str:
+        formatter = logging.Formatter()
+        return "\n".join(formatter.format(record) for record in self.startup_log)
 
     async def startup(self, sockets: Any = None) -> None:
         await super().startup(sockets=sockets)
+        logger = logging.getLogger(UVICORN_LOGGER)
+        for record in self.startup_log:  # started after all: nothing was repeated, show them
+            logger.handle(record)
+        self.startup_log.clear()
         self.ready.set()
 
     async def main_loop(self) -> None:
@@ -86,6 +192,7 @@ class _Uvicorn(uvicorn.Server):
         ):
             await asyncio.sleep(0.005)
         for task in list(self.server_state.tasks):
+            self._cancelled_by_stop.add(task)
             task.cancel(msg="server stopped")
         for connection in list(self.server_state.connections):
             transport = getattr(connection, "transport", None)
@@ -94,7 +201,33 @@ class _Uvicorn(uvicorn.Server):
         for server in self.servers:
             await server.wait_closed()
         if not self.force_exit:
-            await self.lifespan.shutdown()
+            await self._shutdown_lifespan()
+
+    async def _shutdown_lifespan(self) -> None:
+        """Run the app's lifespan shutdown, but do not let one that never finishes hang stop()."""
+        try:
+            await asyncio.wait_for(self.lifespan.shutdown(), LIFESPAN_SHUTDOWN_TIMEOUT_S)
+            return
+        except asyncio.TimeoutError:
+            pass
+        lifespan_tasks = [
+            task for task in asyncio.all_tasks()
+            if getattr(task.get_coro(), "cr_code", None) is LifespanOn.main.__code__
+        ]
+        for task in lifespan_tasks:
+            self._cancelled_by_stop.add(task)
+            task.cancel(msg="server stopped")
+        if lifespan_tasks:
+            await asyncio.wait(lifespan_tasks, timeout=0.5)
+        name = threading.current_thread().name.removeprefix("server:")
+        # A warning, not a traceback: the learner's shutdown code hangs, and this is the only
+        # place that says so; a print, like Server._abandon, for the reasons given there.
+        print(
+            f"warning: server {name!r}: the app's lifespan shutdown did not finish within "
+            f"{LIFESPAN_SHUTDOWN_TIMEOUT_S:g} s (it was waiting{self.cancelled_at}); it was "
+            "cancelled so the server could stop.",
+            file=sys.stderr,
+        )
 
 
 _registry: dict[str, Server] = {}
@@ -167,7 +300,8 @@ class Server:
             self.stopped = True
             raise ServerStartupError(
                 f"server {self.name!r} did not finish starting within {timeout_s:g} s: its "
-                "lifespan startup is still running (waiting on something that never comes?)"
+                f"lifespan startup was still waiting{self._uvicorn.cancelled_at}, and was "
+                "cancelled. Is it waiting on something that never comes?"
             )
         if not self._uvicorn.started:
             self._thread.join(STOP_TIMEOUT_S)
@@ -187,6 +321,8 @@ class Server:
         detail = self._instrumented.lifespan_error
         if detail is None and self._thread_error is not None:
             detail = "".join(traceback.format_exception(self._thread_error))
+        if detail is None and self._uvicorn.startup_log:
+            detail = self._uvicorn.startup_log_text()  # e.g. a bind error uvicorn only logged
         headline = f"server {self.name!r} failed to start"
         if self._instrumented.lifespan_error is not None:
             headline += ": the app's lifespan startup raised an exception"
@@ -215,6 +351,9 @@ class Server:
         frame = sys._current_frames().get(self._thread.ident or 0)
         if frame is not None:
             where = f" (it is stuck at {frame.f_code.co_filename}:{frame.f_lineno})"
+        # A print, not warnings.warn: the default warning filter shows a message once per
+        # code location, so a second stuck server would go unmentioned, and the warning's
+        # "server.py:NN: UserWarning" prefix would point at helpers, not at the learner's code.
         print(
             f"warning: server {self.name!r} did not stop within {waited_s:g} s because "
             f"its event loop is blocked{where}; its daemon thread is left behind and ends "
