@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
 
+import nbformat
 import pytest
+from nbclient import NotebookClient
 
 import helpers
 from helpers import ServerStartupError, serve
 from tests import apps
+from tests.notebook_runner import ROOT
 
 
 def get(url: str, timeout: float = 5.0) -> tuple[int, dict[str, str], bytes]:
@@ -191,3 +197,147 @@ def test_no_port_is_left_listening_after_stop():
     server.stop()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+# -- stderr: the learner's error is the one place a traceback appears -------------------------
+# uvicorn reports through the "uvicorn.error" logger; what reaches stderr depends on how the
+# process configured logging (a notebook kernel, a bare interpreter, a script that called
+# basicConfig). So these run each case in a real separate process and read its stderr.
+
+NOISE_SETUP = """
+import asyncio, threading, time, urllib.request
+from contextlib import asynccontextmanager
+from fastapi import FastAPI
+from helpers import ServerStartupError, serve
+from tests import apps
+
+def fetch(url, timeout=10.0):
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status
+    except Exception as exc:
+        return type(exc).__name__
+"""
+
+NOISE_CASES = {
+    # stop() cancels requests still running after its grace period: not an error
+    "requests in flight at stop": """
+server = serve(apps.app, name="in-flight")
+clients = [threading.Thread(target=fetch, args=(server.url + path,))
+           for path in ["/forever", "/forever", "/def-sleep?seconds=2.5"]]
+for client in clients:
+    client.start()
+time.sleep(0.3)
+server.stop()
+for client in clients:
+    client.join(10)
+print("stopped")
+""",
+    # the ServerStartupError carries the app's traceback; uvicorn must not print it first
+    "failing lifespan": """
+try:
+    serve(apps.broken_lifespan_app, name="broken")
+except ServerStartupError as error:
+    print("raised with the app's traceback:", "the database is not there" in str(error))
+""",
+    # serve() gives up on a startup that never finishes and cancels it
+    "hung lifespan startup": """
+try:
+    serve(apps.slow_lifespan_app, name="slow", startup_timeout_s=0.5)
+except ServerStartupError as error:
+    print("raised, saying where it waited:", "await asyncio.sleep(60)" in str(error))
+time.sleep(0.3)
+""",
+    # stop() gives up on a shutdown that never finishes: one warning line, no traceback
+    "hung lifespan shutdown": """
+@asynccontextmanager
+async def never_closes(app):
+    yield
+    await asyncio.Event().wait()
+
+server = serve(FastAPI(lifespan=never_closes), name="never-closes")
+server.stop()
+print("its thread ended:", not server._thread.is_alive())
+""",
+    # the learner's own bug during normal serving: uvicorn's traceback stays, once
+    "endpoint error": """
+buggy = FastAPI()
+
+@buggy.get("/bug")
+async def bug():
+    raise ValueError("the learner's own bug")
+
+with serve(buggy, name="buggy") as server:
+    print("status:", fetch(server.url + "/bug"))
+""",
+}
+
+EXPECTED_STDOUT = {
+    "requests in flight at stop": "stopped",
+    "failing lifespan": "raised with the app's traceback: True",
+    "hung lifespan startup": "raised, saying where it waited: True",
+    "hung lifespan shutdown": "its thread ended: True",  # not left behind by stop()
+    "endpoint error": "status: HTTPError",
+}
+
+
+def assert_only_what_the_learner_should_see(stderr_by_case: dict[str, str]) -> None:
+    for case in ("requests in flight at stop", "failing lifespan", "hung lifespan startup"):
+        assert stderr_by_case[case].strip() == "", f"{case} wrote to stderr:\n{stderr_by_case[case]}"
+    shutdown = stderr_by_case["hung lifespan shutdown"].strip().splitlines()
+    assert len(shutdown) == 1, f"expected one warning line, got:\n{shutdown}"
+    assert re.fullmatch(
+        r"warning: server 'never-closes': the app's lifespan shutdown did not finish within "
+        r"1\.5 s \(it was waiting at \S+:\d+ `await asyncio\.Event\(\)\.wait\(\)`\); it was "
+        r"cancelled so the server could stop\.",
+        shutdown[0],
+    ), shutdown[0]
+    bug = stderr_by_case["endpoint error"]
+    assert bug.count("Exception in ASGI application") == 1, bug
+    assert bug.count("ValueError: the learner's own bug") == 1, bug
+
+
+MARK = "=== case: "
+
+
+@pytest.mark.parametrize("logging_setup", ["", "import logging; logging.basicConfig(level=logging.INFO)"])
+def test_stderr_in_a_plain_process_shows_only_the_learners_errors(tmp_path, logging_setup):
+    parts = [logging_setup, NOISE_SETUP]
+    for case, code in NOISE_CASES.items():
+        marker = f"print({MARK + case!r}); print({MARK + case!r}, file=sys.stderr, flush=True)"
+        parts += ["import sys", marker, code]
+    script = tmp_path / "noise.py"  # a file, so tracebacks and warnings can quote its lines
+    script.write_text("\n".join(parts))
+    run = subprocess.run(
+        [sys.executable, str(script)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    stdout, stderr = split_by_case(run.stdout), split_by_case(run.stderr)
+    for case, expected in EXPECTED_STDOUT.items():
+        assert expected in stdout[case], (case, stdout[case])
+    assert_only_what_the_learner_should_see(stderr)
+
+
+def split_by_case(text: str) -> dict[str, str]:
+    chunks = text.split(MARK)[1:]
+    return dict(chunk.split("\n", 1) if "\n" in chunk else (chunk, "") for chunk in chunks)
+
+
+def test_stderr_in_a_notebook_kernel_shows_only_the_learners_errors():
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(NOISE_SETUP)] + [
+        nbformat.v4.new_code_cell(code) for code in NOISE_CASES.values()
+    ]
+    NotebookClient(
+        notebook, timeout=60, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+
+    def stream(cell, name: str) -> str:
+        return "".join(o["text"] for o in cell.outputs if o.get("name") == name)
+
+    assert stream(notebook.cells[0], "stderr") == ""
+    cells = dict(zip(NOISE_CASES, notebook.cells[1:]))
+    for case, expected in EXPECTED_STDOUT.items():
+        assert expected in stream(cells[case], "stdout"), (case, cells[case].outputs)
+    assert_only_what_the_learner_should_see({case: stream(c, "stderr") for case, c in cells.items()})
