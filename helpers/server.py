@@ -24,7 +24,7 @@ import traceback
 import types
 import weakref
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import anyio.to_thread
 import uvicorn
@@ -39,7 +39,7 @@ __all__ = ["Server", "ServerStartupError", "serve", "running_servers", "stop_all
 HOST = "127.0.0.1"
 STARTUP_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 3.0
-GRACEFUL_SHUTDOWN_S = 1.0
+GRACEFUL_SHUTDOWN_S = 1  # an int: uvicorn's Config types it so
 # below STOP_TIMEOUT_S minus the grace above, so stop() ends before it would give up
 LIFESPAN_SHUTDOWN_TIMEOUT_S = 1.5
 
@@ -168,7 +168,7 @@ class _Uvicorn(uvicorn.Server):
             counter = (counter + 1) % 864000
             try:
                 await asyncio.wait_for(self._wake.wait(), 0.1)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def request_exit(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -208,7 +208,7 @@ class _Uvicorn(uvicorn.Server):
         try:
             await asyncio.wait_for(self.lifespan.shutdown(), LIFESPAN_SHUTDOWN_TIMEOUT_S)
             return
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         lifespan_tasks = [
             task for task in asyncio.all_tasks()
@@ -396,12 +396,14 @@ class Server:
             raise RuntimeError(f"server {self.name!r} is not running")
 
         async def call() -> T:
+            result: Any
             if inspect.iscoroutine(work):
-                return await work
-            result = work()  # type: ignore[operator]
-            if inspect.isawaitable(result):
-                return await result  # type: ignore[no-any-return]
-            return result
+                result = await work
+            else:
+                result = work()  # type: ignore[operator]
+                if inspect.isawaitable(result):
+                    result = await result
+            return cast(T, result)
 
         future = asyncio.run_coroutine_threadsafe(call(), self._loop)
         try:
