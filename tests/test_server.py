@@ -283,7 +283,8 @@ EXPECTED_STDOUT = {
 
 def assert_only_what_the_learner_should_see(stderr_by_case: dict[str, str]) -> None:
     for case in ("requests in flight at stop", "failing lifespan", "hung lifespan startup"):
-        assert stderr_by_case[case].strip() == "", f"{case} wrote to stderr:\n{stderr_by_case[case]}"
+        text = stderr_by_case[case]
+        assert text.strip() == "", f"{case} wrote to stderr:\n{text}"
     shutdown = stderr_by_case["hung lifespan shutdown"].strip().splitlines()
     assert len(shutdown) == 1, f"expected one warning line, got:\n{shutdown}"
     assert re.fullmatch(
@@ -300,7 +301,9 @@ def assert_only_what_the_learner_should_see(stderr_by_case: dict[str, str]) -> N
 MARK = "=== case: "
 
 
-@pytest.mark.parametrize("logging_setup", ["", "import logging; logging.basicConfig(level=logging.INFO)"])
+@pytest.mark.parametrize(
+    "logging_setup", ["", "import logging; logging.basicConfig(level=logging.INFO)"]
+)
 def test_stderr_in_a_plain_process_shows_only_the_learners_errors(tmp_path, logging_setup):
     parts = [logging_setup, NOISE_SETUP]
     for case, code in NOISE_CASES.items():
@@ -337,7 +340,9 @@ def test_stderr_in_a_notebook_kernel_shows_only_the_learners_errors():
         return "".join(o["text"] for o in cell.outputs if o.get("name") == name)
 
     assert stream(notebook.cells[0], "stderr") == ""
-    cells = dict(zip(NOISE_CASES, notebook.cells[1:]))
+    cells = dict(zip(NOISE_CASES, notebook.cells[1:], strict=True))
     for case, expected in EXPECTED_STDOUT.items():
         assert expected in stream(cells[case], "stdout"), (case, cells[case].outputs)
-    assert_only_what_the_learner_should_see({case: stream(c, "stderr") for case, c in cells.items()})
+    assert_only_what_the_learner_should_see(
+        {case: stream(cell, "stderr") for case, cell in cells.items()}
+    )
