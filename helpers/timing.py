@@ -29,12 +29,30 @@ class Measurement:
         return self.measured_s / self.ideal_s
 
     def __str__(self) -> str:
-        text = f"{self.label}: measured {self.measured_s:.2f} s"
+        figures = [self.measured_s] if self.ideal_s is None else [self.measured_s, self.ideal_s]
+        in_ms = min(figures) < MS_BELOW_S
+        text = f"{self.label}: measured {_duration(self.measured_s, in_ms)}"
         if self.ideal_s is not None:
-            text += f", ideal {self.ideal_s:.2f} s"
+            text += f", ideal {_duration(self.ideal_s, in_ms)}"
             if self.ratio is not None:
                 text += f" ({self.ratio:.2f}×)"
         return text
+
+
+# Seconds with two decimals keep two significant digits down to 0.10 s; below that they
+# would print "0.04 s" or "0.00 s" for a claim made in milliseconds. So a line with a figure
+# below 0.1 s is written in ms, and every other line in seconds, as the lessons' "0.5 s"
+# predictions are worded. Both figures of a line share one unit, so they compare at a glance.
+MS_BELOW_S = 0.1
+
+
+def _duration(seconds: float, in_ms: bool) -> str:
+    """``0.61 s``, or in milliseconds ``41 ms`` / ``7.4 ms`` (two significant digits)."""
+    if not in_ms:
+        return f"{seconds:.2f} s"
+    ms = seconds * 1000
+    # decide on the rounded figure, so 9.99 ms prints "10 ms", not "10.0 ms"
+    return f"{ms:.1f} ms" if abs(round(ms, 1)) < 10 else f"{ms:.0f} ms"
 
 
 _recorded: dict[str, Measurement] = {}
@@ -42,6 +60,9 @@ _recorded: dict[str, Measurement] = {}
 
 def report(label: str, measured_s: float, ideal_s: float | None = None) -> None:
     """Print ``label: measured 0.61 s, ideal 0.50 s (1.22×)`` and keep it under ``label``.
+
+    A line with a figure below 0.1 s prints in milliseconds:
+    ``measured 7.4 ms, ideal 5.0 ms (1.48×)``.
 
     Returns nothing, so a ``report(...)`` on a cell's last line prints once, not twice;
     :func:`measurements` gives the recorded figures back.
