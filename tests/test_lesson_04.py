@@ -65,8 +65,9 @@ CLAIMS = {
     # time.sleep on the loop under wait_for: "three times too late: after the whole 0.6 s export"
     # (ideal = the 0.2 s deadline, so 3.0 is the export itself)
     "/export-loop answered, deadline 0.2 s": Within(2.9, 3.6),
-    # 60 x def time.sleep(0.5) with 40 tokens: "two rounds of 0.5 s" (ideal = one sleep)
-    "60 slow def requests, 40 tokens": Within(1.95, 2.4),
+    # 60 x def time.sleep(0.5) with 40 tokens: "two rounds of 0.5 s ... plus a little ...
+    # 1.05-1.3 s in our runs" (ideal = one sleep; measured 2.10-2.51x; three rounds would be 3x)
+    "60 slow def requests, 40 tokens": Within(1.95, 2.6),
     # a def /health queues behind the requests without a token: "about a whole sleep"
     "worst /health-def probe while 60 slow def requests hold the pool": Within(0.7, 1.3),
     # an async def /health needs no token: it "stayed fast"
