@@ -38,11 +38,12 @@ class _RequestRecord:
     endpoint, validating its response); the longest hop is the one that served it.
     """
 
-    __slots__ = ("thread", "busy_s")
+    __slots__ = ("thread", "busy_s", "scope")
 
-    def __init__(self) -> None:
+    def __init__(self, scope: Scope) -> None:
         self.thread: threading.Thread | None = None
         self.busy_s = -1.0
+        self.scope = scope
 
     def note(self, thread: threading.Thread, busy_s: float) -> None:
         if busy_s > self.busy_s:
@@ -55,6 +56,17 @@ _current_request: contextvars.ContextVar[_RequestRecord | None] = contextvars.Co
 
 _original_run_sync = anyio.to_thread.run_sync
 
+_jobs: dict[int, Callable[..., Any]] = {}
+"""The function each worker thread was last given to run for a served request, by thread ident."""
+
+
+def job_of_thread(ident: int) -> Callable[..., Any] | None:
+    """The endpoint (or dependency) a threadpool worker last ran, unwrapped from its partial."""
+    job = _jobs.get(ident)
+    while isinstance(job, functools.partial):
+        job = job.func
+    return job
+
 
 @functools.wraps(_original_run_sync)
 async def _run_sync_noting_thread(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -63,6 +75,8 @@ async def _run_sync_noting_thread(func: Callable[..., Any], *args: Any, **kwargs
         return await _original_run_sync(func, *args, **kwargs)
 
     def note_thread_then_call(*inner_args: Any) -> Any:
+        # the endpoint the router picked (FastAPI hands workers a wrapper around it)
+        _jobs[threading.get_ident()] = record.scope.get("endpoint") or func
         began = time.perf_counter()
         try:
             return func(*inner_args)
@@ -144,7 +158,7 @@ class Instrumented:
             await self.app(scope, receive, send)
             return
 
-        record = _RequestRecord()
+        record = _RequestRecord(scope)
         token = _current_request.set(record)
 
         async def send_with_thread(message: Message) -> None:

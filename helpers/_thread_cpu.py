@@ -22,6 +22,8 @@ class ThreadCPU:
     """Nanoseconds it has run on a CPU."""
     runs: int
     """How many times the OS scheduled it onto a CPU (each wake-up counts once)."""
+    queued_ns: int = 0
+    """Nanoseconds it was ready to run but waited for a CPU (a crowded machine)."""
 
 
 def read_one(native_id: int) -> ThreadCPU | None:
@@ -36,7 +38,7 @@ def read_one(native_id: int) -> ThreadCPU | None:
         return None
     finally:
         os.close(fd)
-    return ThreadCPU(int(fields[0]), int(fields[2])) if len(fields) >= 3 else None
+    return ThreadCPU(int(fields[0]), int(fields[2]), int(fields[1])) if len(fields) >= 3 else None
 
 
 def read_all() -> dict[int, ThreadCPU]:
@@ -58,7 +60,7 @@ def read_all() -> dict[int, ThreadCPU]:
         finally:
             os.close(fd)
         if len(fields) >= 3:
-            readings[int(native_id)] = ThreadCPU(int(fields[0]), int(fields[2]))
+            readings[int(native_id)] = ThreadCPU(int(fields[0]), int(fields[2]), int(fields[1]))
     return readings
 
 

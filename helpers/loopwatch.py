@@ -42,7 +42,7 @@ WATCHDOG_POLL_S = 0.005
 _MIN_SAMPLES = 3
 """A block of 50 ms or more with fewer stack samples than this held the GIL throughout."""
 
-_CPU_BASELINE_EVERY_S = 0.1
+_CPU_BASELINE_EVERY_S = 0.05
 """While the loop is healthy, refresh the per-thread CPU readings this often (a block's
 readings start from the last one, in case the watchdog gets no chance to run during it)."""
 
@@ -50,10 +50,13 @@ _CPU_READING_EVERY_S = 0.02
 """During a block, read per-thread CPU at most this often."""
 
 _GIL_WAIT_WAKEUPS_PER_S = 50.0
+
+_QUEUED_SHARE_ASKING = 0.2
+"""A loop thread that spent this share of a block waiting for a CPU was trying to run."""
 """A thread waiting for the GIL wakes every switch interval (5 ms) to ask for it; a thread in
 ``time.sleep`` or a blocking read wakes once. Below this rate, the loop was not asking."""
 
-_RECENT_S = 2.0
+_RECENT_S = 5.0
 """How long a thread's last seen position stands in for a block the watchdog could not sample."""
 
 CAUSE_LOOP = "loop"
@@ -91,6 +94,9 @@ class ThreadRun:
     code: str
     cpu_ms: float
     """CPU time it used during the block (0 where the OS does not say)."""
+    seen_running: bool = True
+    """False when no sample caught it at work (one C call kept the GIL throughout): the line
+    is then where it was right after."""
 
     @property
     def where(self) -> str:
@@ -111,7 +117,7 @@ class LoopBlock:
     """The source line to blame: the loop's own, or (waiting for the GIL) the busiest thread's."""
     function: str = ""
     stack: tuple[str, ...] = field(default=(), repr=False)
-    """The loop thread's sampled stack at that line, outermost first, as ``file:line in function``."""
+    """The loop thread's sampled stack there, outermost first, as ``file:line in function``."""
     cause: str = CAUSE_LOOP
     """One of ``loop``, ``gil``, ``gc``, ``unsampled`` (see the ``CAUSE_*`` constants)."""
     gc_ms: float = 0.0
@@ -173,15 +179,19 @@ class LoopBlock:
 
 def _describe_runs(runs: tuple[ThreadRun, ...]) -> str:
     """``worker 1 and worker 3 ran app.py:9 `burn()`; the notebook ran cell In[4], line 2 `…```."""
-    by_line: dict[tuple[str, str], list[str]] = {}
+    by_line: dict[tuple[str, str, bool], list[str]] = {}
     for run in runs:
-        by_line.setdefault((run.where, run.code), []).append(run.name)
+        by_line.setdefault((run.where, run.code, run.seen_running), []).append(run.name)
     for names in by_line.values():
         names.sort(key=_natural_order)
     parts = []
-    for (where, code), names in by_line.items():
+    for (where, code, seen_running), names in by_line.items():
         who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
-        parts.append(f"{who} ran {where} `{code}`" if code else f"{who} ran {where}")
+        at = f"{where} `{code}`" if code else where
+        if seen_running:
+            parts.append(f"{who} ran {at}")
+        else:
+            parts.append(f"{who} ran a call that kept the GIL (right after it: {at})")
     return "; ".join(parts) or "other threads ran"
 
 
@@ -197,7 +207,7 @@ def notebook_cell_number(filename: str) -> int | None:
         from IPython import get_ipython
     except ImportError:
         return None
-    shell = get_ipython()  # type: ignore[no-untyped-call]
+    shell = get_ipython()
     filename_map = getattr(getattr(shell, "compile", None), "_filename_map", None)
     if not isinstance(filename_map, dict):
         return None
@@ -270,7 +280,7 @@ def _is_waiting(frame: FrameType) -> bool:
 
 
 def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
-    lines = []
+    lines: list[str] = []
     walker: FrameType | None = frame
     while walker is not None and len(lines) < limit:
         lines.append(f"{walker.f_code.co_filename}:{walker.f_lineno} in {walker.f_code.co_name}")
@@ -399,7 +409,8 @@ class LoopWatch:
 
     ``name_thread`` names the threads a server knows (``worker 3``), returning None for the
     others; ``request_for_task`` gives the ASGI scope an asyncio task is serving, if any, and
-    ``response_sent_between`` the request whose response went out in a time window.
+    ``response_sent_between`` the request whose response went out in a time window, and
+    ``job_of_thread`` the function a threadpool worker was last given to run.
     """
 
     def __init__(
@@ -410,6 +421,7 @@ class LoopWatch:
         name_thread: Callable[[threading.Thread], str | None] | None = None,
         request_for_task: Callable[[asyncio.Task[Any]], Mapping[str, Any] | None] | None = None,
         response_sent_between: Callable[[float, float], Mapping[str, Any] | None] | None = None,
+        job_of_thread: Callable[[int], Callable[..., Any] | None] | None = None,
     ) -> None:
         if threshold_ms <= 0:
             raise ValueError(f"threshold_ms must be positive, got {threshold_ms!r}")
@@ -419,6 +431,8 @@ class LoopWatch:
         self._name_thread = name_thread
         self._request_for_task = request_for_task
         self._response_sent_between = response_sent_between
+        self._job_of_thread = job_of_thread
+        self._loop_queued_share = 0.0
         self._last_beat = time.perf_counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -430,6 +444,8 @@ class LoopWatch:
         self._stalls: dict[float, _Stall] = {}  # keyed by the beat the stall began after
         self._cpu_baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None = None
         self._cpu_supported = _thread_cpu.supported()
+        # a stall is noticed after a few missed beats, which keeps ordinary loop jitter out
+        self._notice_after_s = max(HEARTBEAT_S * 3, min(threshold_ms / 1000.0 / 2, 0.02))
         # where each thread was last seen running Python (kept across blocks: a block the
         # watchdog could not sample at all is usually more of the same work)
         self._last_running: dict[int, tuple[float, Key]] = {}
@@ -492,7 +508,14 @@ class LoopWatch:
             for stale in [beat for beat in self._stalls if beat < start_s]:
                 del self._stalls[stale]
             baseline = self._cpu_baseline
-        block = self._judge(stall, baseline, start_s, end_s)
+        try:
+            block = self._judge(stall, baseline, start_s, end_s)
+        except Exception as error:  # noqa: BLE001 - a verdict must never stop the heartbeat
+            block = LoopBlock(
+                start_s, end_s, "<unsampled>", 0,
+                f"something the loop watch could not judge ({error!r})", UNSAMPLED, (),
+                CAUSE_UNSAMPLED,
+            )
         if block is not None:
             with self._lock:
                 self.blocks.append(block)
@@ -520,7 +543,7 @@ class LoopWatch:
                 evidence=evidence,
             )
 
-        cpu = self._cpu_during(stall, baseline)
+        cpu = self._cpu_during(stall, baseline, start_s)
         loop_share, loop_wakeups, busy = self._shares(cpu, stall)
         names = {t.ident: t.name for t in threading.enumerate()}
         evidence = (
@@ -530,7 +553,12 @@ class LoopWatch:
             + "".join(f"; {names.get(i, i)} CPU {share:.0%}" for i, (share, _) in busy.items())
             + ("" if cpu else " (no per-thread CPU figures)")
         )
-        sat_still = [key for key, _ in stall.quiet_keys.most_common() if key[2] != IDLE]
+        # (only the learner's own code blocks like that: the loop's own socket calls never do,
+        # and a starved thread looks quiet too)
+        sat_still = [
+            key for key, _ in stall.quiet_keys.most_common()
+            if key[2] != IDLE and not is_library_file(key[0])
+        ]
         if sat_still and stall.quiet_s >= stall.asking_s and samples >= _MIN_SAMPLES:
             # For most of the block the loop's thread sat in one call without asking for the
             # GIL (a time.sleep, a blocking read): that call held the loop, whatever else ran.
@@ -541,8 +569,12 @@ class LoopWatch:
         if self._waited_for_gil(stall, cpu, loop_share, loop_wakeups, busy):
             runs = self._thread_runs(stall, busy)
             if runs:
-                top = runs[0]
-                return block(top.filename, top.lineno, top.code, "", (), CAUSE_GIL, runs)
+                # the line most of them ran, else the busiest thread's
+                lines = Counter((r.filename, r.lineno, r.code) for r in runs if r.lineno)
+                filename, lineno, code = (
+                    lines.most_common(1)[0][0] if lines else (runs[0].filename, 0, "")
+                )
+                return block(filename, lineno, code, "", (), CAUSE_GIL, runs)
 
         trusted = samples >= _MIN_SAMPLES or duration_s < 10 * WATCHDOG_POLL_S
         if not trusted and not request and self._response_sent_between is not None:
@@ -576,14 +608,23 @@ class LoopWatch:
         return block("<unsampled>", 0, code, UNSAMPLED, stack, CAUSE_UNSAMPLED)
 
     def _cpu_during(
-        self, stall: _Stall, baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None
+        self,
+        stall: _Stall,
+        baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None,
+        start_s: float,
     ) -> tuple[float, dict[int, int], dict[int, int]] | None:
-        """(window seconds, CPU ns per native thread id, wake-ups per native thread id)."""
-        first = stall.cpu_first or baseline
+        """(window seconds, CPU ns per native thread id, wake-ups per native thread id), from
+        the reading taken nearest the block's start (before it, or a few ms into it) to now."""
+        first = stall.cpu_first
+        if first is None or first[0] - start_s > self._notice_after_s + 3 * WATCHDOG_POLL_S:
+            # a watchdog starved during the block reads only when it is nearly over: too late
+            first = baseline or first
         if not self._cpu_supported or first is None:
             return None
-        now, after = time.perf_counter(), _thread_cpu.read_all()
         began, before = first
+        now, after = time.perf_counter(), _thread_cpu.read_all()
+        # the next block starts from here if the watchdog gets no chance to read before it
+        self._cpu_baseline = (now, after)
         window_s = now - began
         if window_s <= 0 or not after:
             return None
@@ -592,6 +633,12 @@ class LoopWatch:
             earlier = before.get(native_id, _thread_cpu.ThreadCPU(0, 0))
             cpu_ns[native_id] = reading.cpu_ns - earlier.cpu_ns
             wakeups[native_id] = reading.runs - earlier.runs
+            if native_id == self._loop_native_id:
+                self._loop_queued_share = (reading.queued_ns - earlier.queued_ns) / 1e9 / window_s
+        if self._loop_native_id in wakeups and began < start_s:
+            # before the block the loop woke for every heartbeat; those wake-ups asked nothing
+            healthy = (start_s - began) / HEARTBEAT_S
+            wakeups[self._loop_native_id] = max(0, round(wakeups[self._loop_native_id] - healthy))
         return window_s, cpu_ns, wakeups
 
     def _shares(
@@ -636,10 +683,15 @@ class LoopWatch:
             return False
         if cpu is not None:
             # asking for the GIL every few ms, while others ran for most of the time
-            # (on a crowded machine the whole process may get little CPU: the wake-ups are
-            # the telling sign, so the others need only have run at all)
-            others_share = sum(share for share, _ in busy.values())
-            return loop_wakeups >= _GIL_WAIT_WAKEUPS_PER_S and others_share >= 0.1
+            # (on a crowded machine the whole process may get little CPU, and a thread asking
+            # for the GIL wakes less often when it waits for a CPU too: count that as asking)
+            # A loop thread that hardly ran itself, while others did, can only have waited for
+            # them (a quiet blocking call in the learner's code was ruled out before this).
+            return (
+                loop_wakeups >= _GIL_WAIT_WAKEUPS_PER_S
+                or self._loop_queued_share >= _QUEUED_SHARE_ASKING
+                or loop_share < 0.2
+            )
         # without CPU figures: the loop stood still in library code while others moved on
         keys = [key for key in stall.loop_keys if key[2] != IDLE]
         return bool(keys) and all(is_library_file(key[0]) for key in keys)
@@ -651,40 +703,56 @@ class LoopWatch:
         frames = sys._current_frames()
         # Threads seen running during the block; a thread that only used CPU before it (the
         # readings can start a little earlier) and then sat idle is not a culprit.
-        seen_running = {ident: busy[ident] for ident in busy if stall.running_at.get(ident)}
+        caught = {ident: busy[ident] for ident in busy if stall.running_at.get(ident)}
         runs = []
-        for ident, (_, cpu_ms) in sorted(
-            (seen_running or busy).items(), key=lambda item: -item[1][0]
-        ):
+        for ident, (_, cpu_ms) in sorted((caught or busy).items(), key=lambda i: -i[1][0]):
             thread = threads.get(ident)
-            running_at = stall.running_at.get(ident)
-            last_seen = self._last_running.get(ident)
-            if running_at:
-                filename, lineno, _ = running_at.most_common(1)[0][0]
-            elif last_seen and time.perf_counter() - last_seen[0] < _RECENT_S:
-                # the watchdog saw it run nothing in this block: where it ran just before
-                filename, lineno, _ = last_seen[1]
-            elif stall.others.get(ident):
-                filename, lineno, _ = stall.others[ident].most_common(1)[0][0]
-            elif ident in frames and not _is_waiting(frames[ident]):
-                # ... or where it is now, if it is still at work
-                filename, lineno, _ = _key(frames[ident])
-            elif len(busy) > 1:
-                continue  # parked again by now, and others are there to blame
-            else:
-                filename, lineno = "", 0
-            name = None
-            if thread is not None and self._name_thread is not None:
-                name = self._name_thread(thread)
-            code = linecache.getline(filename, lineno).strip() if lineno else ""
+            place = self._place_of(ident, stall, frames.get(ident))
+            if place is None:
+                if len(busy) > 1:
+                    continue  # parked again by now, and others are there to blame
+                place = ("", 0, "", False)
+            filename, lineno, code, seen_running = place
+            name = self._name_thread(thread) if thread and self._name_thread else None
             runs.append(
-                ThreadRun(name or default_thread_name(thread), filename, lineno, code, cpu_ms)
+                ThreadRun(
+                    name or default_thread_name(thread), filename, lineno, code, cpu_ms,
+                    seen_running,
+                )
             )
         del frames
-        # A worker caught handing its result back to the loop (asyncio's self-pipe) did a few
-        # microseconds of work there; where others ran real code, they are the ones to name.
-        real = [r for r in runs if not os.path.abspath(r.filename).startswith(_ASYNCIO_DIR)]
-        return tuple(real or runs)
+        return tuple(runs)
+
+    def _place_of(
+        self, ident: int, stall: _Stall, frame: FrameType | None
+    ) -> tuple[str, int, str, bool] | None:
+        """Where a busy thread ran: (file, line, source, caught at it), best evidence first."""
+        def line(key: Key, seen_running: bool) -> tuple[str, int, str, bool]:
+            return key[0], key[1], linecache.getline(key[0], key[1]).strip(), seen_running
+
+        def useful(key: Key) -> bool:
+            # a worker caught handing its result to the loop (asyncio's self-pipe) spent
+            # microseconds there: not the line to name
+            return key[2] != IDLE and not os.path.abspath(key[0]).startswith(_ASYNCIO_DIR)
+
+        caught = stall.running_at.get(ident, Counter())
+        running_at = [key for key, _ in caught.most_common() if useful(key)]
+        if running_at:
+            return line(running_at[0], True)
+        last_seen = self._last_running.get(ident)
+        if last_seen and time.perf_counter() - last_seen[0] < _RECENT_S and useful(last_seen[1]):
+            return line(last_seen[1], True)  # nothing caught in this block: just before it
+        sampled = [k for k, _ in stall.others.get(ident, Counter()).most_common() if useful(k)]
+        if sampled:
+            return line(sampled[0], False)  # sampled, but never between two samples
+        job = self._job_of_thread(ident) if self._job_of_thread else None
+        code = getattr(inspect.unwrap(job), "__code__", None) if job is not None else None
+        if code is not None:
+            # a threadpool worker: the function it was given to run
+            return code.co_filename, code.co_firstlineno, f"{code.co_name}(…)", False
+        if frame is not None and not _is_waiting(frame) and useful(_key(frame)):
+            return line(_key(frame), False)  # never caught at work: where it is now
+        return None
 
     # -- on the watchdog thread --------------------------------------------------------
     def _watchdog(self) -> None:
@@ -696,7 +764,7 @@ class LoopWatch:
 
     def _watch(self) -> None:
         # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
-        notice_after = max(HEARTBEAT_S * 3, min(self.threshold_ms / 1000.0 / 2, 0.02))
+        notice_after = self._notice_after_s
         previous_positions: dict[int, tuple[int, int, Key]] = {}
         previous_beat = -1.0
         while not self._stop.wait(WATCHDOG_POLL_S):
@@ -761,6 +829,8 @@ class LoopWatch:
                 stall.others.setdefault(ident, Counter())[where] += 1
             if before is None or before[:2] == (id(frame), frame.f_lasti) or before[2][2] == IDLE:
                 continue
+            if where[2] == IDLE:
+                continue  # it finished and parked: it ran only the last few lines of its job
             # It moved on since the last sample, so it ran Python in between, starting from
             # where it was then (a worker that just finished a long loop is charged for the
             # loop, not for the return statement it was caught at).
@@ -772,8 +842,10 @@ class LoopWatch:
     def _note_loop_wakeups(self, stall: _Stall, now: float, key: Key) -> None:
         """Split the stall into stretches where the loop's thread kept asking for the GIL and
         stretches where it sat in one call (``time.sleep``, a blocking read)."""
-        reading = _thread_cpu.read_one(self._loop_native_id) if self._cpu_supported else None
-        if reading is None or self._loop_native_id is None:
+        if not self._cpu_supported or self._loop_native_id is None:
+            return
+        reading = _thread_cpu.read_one(self._loop_native_id)
+        if reading is None:
             return
         if stall.loop_reading is not None:
             began, runs, was_at = stall.loop_reading

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from pydantic import BaseModel
 
 app = FastAPI()
 
@@ -90,3 +92,43 @@ async def one_long_c_call(n: int) -> dict[str, float]:
     began = time.perf_counter()
     total = sum(range(n))  # one C call: holds the GIL until it returns
     return {"total": total, "seconds": time.perf_counter() - began}
+
+
+@app.get("/def-cpu")
+def def_cpu(seconds: float = 0.3) -> dict[str, float]:
+    from helpers.cpu import burn_for
+
+    burn_for(seconds)  # WORKERS' LINE: pure-Python CPU in a worker thread, holding the GIL
+    return {"burned": seconds}
+
+
+class Item(BaseModel):
+    id: int
+    name: str
+    price: float
+    tags: list[str]
+
+
+@functools.cache
+def many_items() -> list[dict[str, object]]:
+    """70,000 plain dicts; FastAPI validates each against ``Item`` and encodes it, on the loop."""
+    return [{"id": i, "name": f"item {i}", "price": i / 2, "tags": ["a", "b"]} for i in range(70_000)]
+
+
+@app.get("/items", response_model=list[Item])
+async def items() -> list[dict[str, object]]:
+    return many_items()
+
+
+@asynccontextmanager
+async def slow_shutdown(app: FastAPI):
+    yield
+    time.sleep(0.3)  # SHUTDOWN: blocks the loop while the server stops
+
+
+slow_shutdown_app = FastAPI(lifespan=slow_shutdown)
+
+
+@slow_shutdown_app.get("/")
+async def slow_shutdown_root() -> dict[str, bool]:
+    return {"ok": True}
