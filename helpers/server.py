@@ -31,7 +31,7 @@ import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.lifespan.on import LifespanOn
 
-from ._instrument import Instrumented, ThreadLabels, install_thread_noting
+from ._instrument import Instrumented, ThreadLabels, install_thread_noting, job_of_thread
 from .loopwatch import LoopBlock, LoopWatch
 
 __all__ = ["Server", "ServerStartupError", "serve", "running_servers", "stop_all"]
@@ -243,7 +243,14 @@ class Server:
         self.app = app
         self.labels = ThreadLabels()
         self._instrumented = Instrumented(app, self.labels)
-        self.watch = LoopWatch(name, threshold_ms=threshold_ms)
+        self.watch = LoopWatch(
+            name,
+            threshold_ms=threshold_ms,
+            name_thread=self._name_thread,
+            request_for_task=self._instrumented.scope_of,
+            response_sent_between=self._instrumented.response_sent_between,
+            job_of_thread=job_of_thread,
+        )
         config = uvicorn.Config(
             self._instrumented,
             host=HOST,
@@ -366,6 +373,15 @@ class Server:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def _name_thread(self, thread: threading.Thread) -> str | None:
+        """``worker 3`` for this server's own threadpool workers (as ``x-served-by`` says)."""
+        if thread is self.labels.loop_thread:
+            return "the event loop"
+        # anyio's worker threads remember the event loop they work for
+        if getattr(thread, "loop", None) is self._loop and self._loop is not None:
+            return self.labels.label(thread)
+        return None
 
     # -- facts ---------------------------------------------------------------------------
     @property
