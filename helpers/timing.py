@@ -47,12 +47,13 @@ MS_BELOW_S = 0.1
 
 
 def _duration(seconds: float, in_ms: bool) -> str:
-    """``0.61 s``, or in milliseconds ``41 ms`` / ``7.4 ms`` (two significant digits)."""
+    """``0.61 s``, or in ms with two significant digits: ``41 ms``, ``7.4 ms``, ``0.06 ms``."""
     if not in_ms:
         return f"{seconds:.2f} s"
     ms = seconds * 1000
     # decide on the rounded figure, so 9.99 ms prints "10 ms", not "10.0 ms"
-    return f"{ms:.1f} ms" if abs(round(ms, 1)) < 10 else f"{ms:.0f} ms"
+    decimals = 0 if abs(round(ms, 1)) >= 10 else 1 if abs(round(ms, 2)) >= 1 else 2
+    return f"{ms:.{decimals}f} ms"
 
 
 _recorded: dict[str, Measurement] = {}

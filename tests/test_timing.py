@@ -39,7 +39,9 @@ def test_stopwatch_measures_elapsed_time():
         # a figure below 0.1 s: milliseconds, two significant digits or more
         (0.007, 0.005, "measured 7.0 ms, ideal 5.0 ms (1.40×)"),
         (0.0412, None, "measured 41 ms"),
-        (0.0003, None, "measured 0.3 ms"),
+        (0.0003, None, "measured 0.30 ms"),
+        (0.00006, None, "measured 0.06 ms"),
+        (0.000999, None, "measured 1.0 ms"),
         (0.0999, 0.05, "measured 100 ms, ideal 50 ms (2.00×)"),
         (0.00999, None, "measured 10 ms"),  # rounds to 10: no false decimal
         # one unit per line, chosen so that neither figure loses its digits
