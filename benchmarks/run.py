@@ -57,6 +57,8 @@ TARGET_WATCH_ERROR_PCT = 10.0
 TARGET_RATIO = {100: 1.10, 1000: 1.30}
 
 SLEEP_BLOCK_S = 0.48
+GIL_BURN_S = 0.3  # each of four concurrent def endpoints burns this much pure-Python CPU
+TARGET_WATCH_OVERHEAD_PCT = 5.0  # req/s lost to the loop watch on a trivial endpoint
 CPU_BLOCK_S = 0.30
 SLOW_S = 1.0
 
@@ -242,6 +244,13 @@ def def_sleep() -> dict[str, bool]:
     return {"ok": True}
 
 
+def def_cpu() -> dict[str, bool]:
+    from helpers.cpu import burn_for
+
+    burn_for(GIL_BURN_S)  # DEF-CPU: the line a GIL wait must be blamed on
+    return {"ok": True}
+
+
 async def async_sleep() -> dict[str, bool]:
     await asyncio.sleep(0.5)
     return {"ok": True}
@@ -266,6 +275,7 @@ def make_app() -> FastAPI:
         ("/sleep-block", sleep_block),
         ("/cpu-block", cpu_block),
         ("/def-sleep", def_sleep),
+        ("/def-cpu", def_cpu),
         ("/async-sleep", async_sleep),
         ("/slow", slow),
         ("/ping", ping),
@@ -619,6 +629,80 @@ def print_loopwatch(r: dict[str, Any]) -> None:
                 rows))
     if note := busy_note(r.get("cpu")):
         print(note)
+
+
+def bench_watch_gil(repeats: int) -> dict[str, Any]:
+    """Four CPU-bound def requests with a /ping probe: every block must blame the workers."""
+    from helpers import load_with_monitor
+
+    progress(f"3b. loop watch, GIL case: 4 × def burning {GIL_BURN_S} s with a probe, × {repeats}")
+    line = marked_lines("DEF-CPU")
+    runs = []
+    with serve(make_app(), name="bench-watch-gil") as server:
+        load(server, "/def-cpu", n=4, progress=False)  # start four workers
+        for _ in range(repeats):
+            traffic, probes = load_with_monitor(
+                server, "/def-cpu", 4, ["/ping"] * 20, every_s=0.025, progress=False
+            )
+            blocks = traffic.loop_blocks
+            # the workers' line, or their endpoint when no sample caught them at the line
+            named = [b for b in blocks if b.waited_for_gil and _is_this_file(b.filename)
+                     and (b.lineno == line or b.code == "def_cpu()")]
+            runs.append({
+                "blocks": len(blocks), "named": len(named),
+                "blocked_ms": sum(b.duration_ms for b in blocks),
+                "probe_p50_ms": probes.p50 * 1000, "probe_max_ms": probes.max_s * 1000,
+                "others": [str(b) for b in blocks if b not in named][:3],
+                "example": str(named[0]) if named else "",
+            })
+    return {"runs": runs, "line": line,
+            "pass": all(r["blocks"] > 0 and r["named"] == r["blocks"] for r in runs)}
+
+
+def print_watch_gil(r: dict[str, Any]) -> None:
+    heading("3b. Loop watch, GIL case — 4 concurrent def endpoints burning pure-Python CPU")
+    rows = [[i + 1, f"{x['probe_p50_ms']:.0f}", f"{x['probe_max_ms']:.0f}", x["blocks"],
+             f"{x['named']}/{x['blocks']}", f"{x['blocked_ms']:.0f}"]
+            for i, x in enumerate(r["runs"])]
+    blamed = f"blamed on run.py:{r['line']} or def_cpu()"
+    print(table(["run", "/ping p50 ms", "/ping max ms", "blocks", blamed, "ms blocked"], rows))
+    for x in r["runs"]:
+        for other in x["others"]:
+            print(f"  not blamed on the workers: {other}")
+    example = next((x["example"] for x in r["runs"] if x["example"]), "")
+    print(f"  e.g. {example}")
+    print(f"  target: every block names the workers' line (waiting for the GIL) "
+          f"{verdict(r['pass'])}")
+
+
+def bench_watch_cost(repeats: int) -> dict[str, Any]:
+    """req/s of a trivial endpoint with the loop watch on and off, alternating in one run."""
+    progress(f"3c. loop watch cost: 3000 × /ping, 50 at a time, watch on/off × {repeats}")
+    on_rps: list[float] = []
+    off_rps: list[float] = []
+    with serve(make_app(), name="bench-watch-on") as watched, \
+            serve(make_app(), name="bench-watch-off") as unwatched:
+        unwatched.run_in_loop(unwatched.watch.aclose())  # the same server, minus the watch
+        for server in (watched, unwatched):
+            load(server, "/ping", n=500, concurrency=50, progress=False)
+        for i in range(repeats):
+            order = (watched, unwatched) if i % 2 == 0 else (unwatched, watched)
+            for server in order:
+                result = load(server, "/ping", n=3000, concurrency=50, progress=False)
+                (on_rps if server is watched else off_rps).append(result.rps)
+    cost_pct = (1 - median(on_rps) / median(off_rps)) * 100
+    return {"on_rps": on_rps, "off_rps": off_rps, "cost_pct": cost_pct,
+            "pass": cost_pct <= TARGET_WATCH_OVERHEAD_PCT}
+
+
+def print_watch_cost(r: dict[str, Any]) -> None:
+    heading("3c. Loop watch cost — a trivial async endpoint, 3000 requests, 50 at a time")
+    print(table(["watch", "req/s (median)", "runs"], [
+        ["on", f"{median(r['on_rps']):.0f}", " ".join(f"{x:.0f}" for x in r["on_rps"])],
+        ["off", f"{median(r['off_rps']):.0f}", " ".join(f"{x:.0f}" for x in r["off_rps"])],
+    ]))
+    print(f"  cost {r['cost_pct']:+.1f}% of req/s; target ≤ {TARGET_WATCH_OVERHEAD_PCT:.0f}% "
+          f"{verdict(r['pass'])}")
 
 
 # -- 4 and 5. load() vs hey vs wrk vs httpx -------------------------------------------------------
@@ -1187,6 +1271,8 @@ def main() -> int:
         attempt("leaks", lambda: bench_leaks(cfg["leak_cycles"], cfg["reserves"]))
     if "3" in sections:
         attempt("loopwatch", lambda: bench_loopwatch(cfg["watch_repeats"]))
+        attempt("watch_gil", lambda: bench_watch_gil(cfg["watch_repeats"]))
+        attempt("watch_cost", lambda: bench_watch_cost(cfg["watch_repeats"] * 2 + 1))
     if "4" in sections or "5" in sections:
         attempt("clients", lambda: bench_clients(cfg["client_repeats"], cfg["wrk_seconds"],
                                                  cfg["httpx_1000_default_repeats"],
@@ -1211,6 +1297,10 @@ def main() -> int:
         print_leaks(results["leaks"])
     if "loopwatch" in results:
         print_loopwatch(results["loopwatch"])
+    if "watch_gil" in results:
+        print_watch_gil(results["watch_gil"])
+    if "watch_cost" in results:
+        print_watch_cost(results["watch_cost"])
     if "clients" in results:
         print_clients(results["clients"])
     heading("Targets")

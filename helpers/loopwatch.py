@@ -97,6 +97,9 @@ class ThreadRun:
     seen_running: bool = True
     """False when no sample caught it at work (one C call kept the GIL throughout): the line
     is then where it was right after."""
+    job_only: bool = False
+    """True when nothing but the function it was given to run is known (a threadpool worker
+    no sample caught): the line is that function's ``def``."""
 
     @property
     def where(self) -> str:
@@ -179,16 +182,19 @@ class LoopBlock:
 
 def _describe_runs(runs: tuple[ThreadRun, ...]) -> str:
     """``worker 1 and worker 3 ran app.py:9 `burn()`; the notebook ran cell In[4], line 2 `…```."""
-    by_line: dict[tuple[str, str, bool], list[str]] = {}
+    by_line: dict[tuple[str, str, bool, bool], list[str]] = {}
     for run in runs:
-        by_line.setdefault((run.where, run.code, run.seen_running), []).append(run.name)
+        key = (run.where, run.code, run.seen_running, run.job_only)
+        by_line.setdefault(key, []).append(run.name)
     for names in by_line.values():
         names.sort(key=_natural_order)
     parts = []
-    for (where, code, seen_running), names in by_line.items():
+    for (where, code, seen_running, job_only), names in by_line.items():
         who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" and {names[-1]}"
         at = f"{where} `{code}`" if code else where
-        if seen_running:
+        if job_only:
+            parts.append(f"{who} ran {code} ({where}; no sample caught the line)")
+        elif seen_running:
             parts.append(f"{who} ran {at}")
         else:
             parts.append(f"{who} ran a call that kept the GIL (right after it: {at})")
@@ -711,13 +717,13 @@ class LoopWatch:
             if place is None:
                 if len(busy) > 1:
                     continue  # parked again by now, and others are there to blame
-                place = ("", 0, "", False)
-            filename, lineno, code, seen_running = place
+                place = ("", 0, "", False, False)
+            filename, lineno, code, seen_running, job_only = place
             name = self._name_thread(thread) if thread and self._name_thread else None
             runs.append(
                 ThreadRun(
                     name or default_thread_name(thread), filename, lineno, code, cpu_ms,
-                    seen_running,
+                    seen_running, job_only,
                 )
             )
         del frames
@@ -725,10 +731,12 @@ class LoopWatch:
 
     def _place_of(
         self, ident: int, stall: _Stall, frame: FrameType | None
-    ) -> tuple[str, int, str, bool] | None:
-        """Where a busy thread ran: (file, line, source, caught at it), best evidence first."""
-        def line(key: Key, seen_running: bool) -> tuple[str, int, str, bool]:
-            return key[0], key[1], linecache.getline(key[0], key[1]).strip(), seen_running
+    ) -> tuple[str, int, str, bool, bool] | None:
+        """Where a busy thread ran: (file, line, source, caught at it, only its job known),
+        best evidence first."""
+        def line(key: Key, seen_running: bool) -> tuple[str, int, str, bool, bool]:
+            source = linecache.getline(key[0], key[1]).strip()
+            return key[0], key[1], source, seen_running, False
 
         def useful(key: Key) -> bool:
             # a worker caught handing its result to the loop (asyncio's self-pipe) spent
@@ -749,7 +757,7 @@ class LoopWatch:
         code = getattr(inspect.unwrap(job), "__code__", None) if job is not None else None
         if code is not None:
             # a threadpool worker: the function it was given to run
-            return code.co_filename, code.co_firstlineno, f"{code.co_name}(…)", False
+            return code.co_filename, code.co_firstlineno, f"{code.co_name}()", False, True
         if frame is not None and not _is_waiting(frame) and useful(_key(frame)):
             return line(_key(frame), False)  # never caught at work: where it is now
         return None

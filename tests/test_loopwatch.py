@@ -150,7 +150,7 @@ def test_cpu_bound_def_workers_are_blamed_for_the_loops_wait_for_the_gil(server)
     for block in blocks:
         assert block.waited_for_gil, f"{block}\n{block.evidence}"
         # the workers' line, or, when no sample caught any of them at it, the endpoint they ran
-        assert block.code.startswith(WORKERS_LINE) or block.code == "def_cpu(…)", (
+        assert block.code.startswith(WORKERS_LINE) or block.code == "def_cpu()", (
             f"{block}\n{block.evidence}"
         )
         assert block.filename.endswith("apps.py")
@@ -237,4 +237,15 @@ def test_threads_sharing_a_line_are_listed_together():
     assert str(block) == (
         "loop blocked 300 ms waiting for the GIL while worker 2 and worker 10 ran app.py:9 "
         "`crunch()`; the main thread ran plot.py:3 `draw()`"
+    )
+
+
+def test_a_worker_no_sample_caught_is_named_by_its_endpoint():
+    from helpers.loopwatch import CAUSE_GIL, LoopBlock, ThreadRun
+
+    runs = (ThreadRun("worker 1", "/srv/app.py", 20, "report()", 80.0, False, True),)
+    block = LoopBlock(1.0, 1.08, "/srv/app.py", 20, "report()", cause=CAUSE_GIL, threads=runs)
+    assert str(block) == (
+        "loop blocked 80 ms waiting for the GIL while worker 1 ran report() (app.py:20; "
+        "no sample caught the line)"
     )
