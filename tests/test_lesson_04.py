@@ -30,9 +30,10 @@ CLAIMS = {
     # ... and the watch sees "next to nothing: usually 0 ms ... one short stall of a few tens of
     # milliseconds" on a busy machine (measured 0 ms in 11 of 12 runs, 56 ms once)
     "loop time blocked during the sqlite3 query in def": Within(0.0, 0.1),
-    # "15-60 ms of CPU per build on the course's 2-core test machine" (thread CPU time, median of
-    # five builds, so other processes' load barely counts; measured 29-52 ms under load)
-    "CPU time to build one httpx.AsyncClient (median of 5)": Within(0.015, 0.06),
+    # "15-70 ms of CPU per build on the course's 2-core test machine (the busier the machine, the
+    # more)": thread CPU time, median of five builds, so other processes' load counts only through
+    # shared caches (measured 29-54 ms under load; 16-37 ms quiet, COURSE.md)
+    "CPU time to build one httpx.AsyncClient (median of 5)": Within(0.015, 0.07),
     # five concurrent calls through a sync httpx.Client in async def: strictly one after another,
     # so /health waits behind them (ideal = 5 x 0.3 s) and the watch counts ~all of it as blocked
     "/health p95 while /user/sync-in-async runs": Within(0.8, 1.2),
@@ -47,12 +48,13 @@ CLAIMS = {
     "5 calls to a 0.3 s upstream: /user/async-client": Within(0.95, 1.5),
     "5 calls to a 0.3 s upstream: /user/plain-def": Within(0.95, 1.5),
     "5 calls to a 0.3 s upstream: /user/threadpool": Within(0.95, 1.5),
-    # a client built per request holds the loop "for about its CPU time on a quiet machine ... up
-    # to three or four times its CPU time" on a busy one (ideal = the median build's CPU time;
-    # measured 1.29-3.40x under load)
-    "loop time blocked per request in /user/client-per-request": Within(0.8, 4.0),
-    # "one upstream call *plus* the time the builds held the loop" (ideal = exactly that)
-    "5 calls through a new client each (ideal: one call + the loop time blocked)": Within(0.9, 1.2),
+    # a client built per request holds the loop "for roughly its CPU time on a quiet machine ...
+    # up to three or four times its CPU time" on a busy one (ideal = the median build's CPU time
+    # in the kernel; measured 0.83-3.40x under load)
+    "loop time blocked per request in /user/client-per-request": Within(0.7, 4.0),
+    # "about one upstream call *plus* the time the builds held the loop" (ideal = exactly that;
+    # measured 1.03-1.20x)
+    "5 calls through a new client each (ideal: one call + the loop time blocked)": Within(0.9, 1.3),
     # BackgroundTasks: the response goes out "at once", before the task ...
     "/order answered, its async background task still to run": STAYED_FAST,
     # ... then the async task's time.sleep holds the loop "as for /freeze" (ideal = the sleep)
@@ -60,8 +62,10 @@ CLAIMS = {
     "worst /health probe while a def background task sleeps 0.5 s": STAYED_FAST,
     # wait_for around run_in_threadpool: "a 504 after 0.2 s" (ideal = the deadline) ...
     "/export-thread answered after its 0.2 s deadline": Within(0.95, 1.35),
-    # ... while the export "ran on to its full 0.6 s" (ideal = the export)
-    "the export it gave up on finished after": Within(0.95, 1.2),
+    # ... while the export "ran on to its full 0.6 s (or later ...)": the lower bound is the claim;
+    # the upper one allows its thread a late start on a busy machine (ideal = the export;
+    # measured 1.00-1.28x)
+    "the export it gave up on finished after": Within(0.95, 1.5),
     # time.sleep on the loop under wait_for: "three times too late: after the whole 0.6 s export"
     # (ideal = the 0.2 s deadline, so 3.0 is the export itself)
     "/export-loop answered, deadline 0.2 s": Within(2.9, 3.6),
