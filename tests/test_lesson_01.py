@@ -6,32 +6,32 @@ from tests.notebook_runner import Within, check_notebook
 
 # Each kitchen report is the real wall time of one kitchen (thread start to the last dish served)
 # against its ideal minutes × 20 ms. Every wait is a sleep that never ends early, so a kitchen is
-# never faster than its ideal (0.98 allows for timer rounding). Late wake-ups add up on a busy,
-# shared 2-core machine: with three CPU hogs running, a kitchen came in at most 1.23× its ideal,
-# so the long kitchens (≥ 0.4 s) get 1.35 and the short ones, where a few late wake-ups weigh
-# more, 1.5. Even at those bounds the lesson's contrasts stay far apart (72 vs 22 minutes).
-LONG = Within(0.98, 1.35)
-SHORT = Within(0.98, 1.5)
+# never faster than its ideal (0.98 allows for timer rounding). The prose says the measured
+# kitchens "land close to" the arithmetic and quotes "about" the ideal minutes: within a quarter.
+# Measured in 4 runs on the shared 2-core machine (load average 3–6): 1.002–1.071×; with three
+# CPU hogs running, a kitchen once came in at 1.23×.
+CLOSE = Within(0.98, 1.25)
 
 CLAIMS = {
     # the predict-then-measure kitchen: 72 min (1.44 s) vs 22 min (0.44 s)
-    "6 orders, 2 min prep, 10 min oven: sync chef": LONG,
-    "6 orders, 2 min prep, 10 min oven: async chef": LONG,
+    "6 orders, 2 min prep, 10 min oven: sync chef": CLOSE,
+    "6 orders, 2 min prep, 10 min oven: async chef": CLOSE,
     # one order: a tie at 12 min (0.24 s)
-    "1 order: sync chef": SHORT,
-    "1 order: async chef": SHORT,
+    "1 order: sync chef": CLOSE,
+    "1 order: async chef": CLOSE,
     # prep dominates: 60 min vs 50 min
-    "6 orders, 8 min prep, 2 min oven: sync chef": LONG,
-    "6 orders, 8 min prep, 2 min oven: async chef": LONG,
+    "6 orders, 8 min prep, 2 min oven: sync chef": CLOSE,
+    "6 orders, 8 min prep, 2 min oven: async chef": CLOSE,
     # three chefs each: 24 vs 14 min, and 20 vs 18 min on the prep-heavy menu
-    "3 chefs, 2 min prep, 10 min oven: 3 sync chefs": LONG,
-    "3 chefs, 2 min prep, 10 min oven: 3 async chefs": SHORT,
-    "3 chefs, 8 min prep, 2 min oven: 3 sync chefs": LONG,
-    "3 chefs, 8 min prep, 2 min oven: 3 async chefs": SHORT,
-    # five requests over real HTTP: awaited, about one 0.3 s oven (plus client overhead, as in
-    # lesson 00's margin); time.sleep in async def, about five ovens back to back
-    "5 orders at once: /walk-away": Within(0.98, 1.5),
-    "5 orders at once: /stand-and-watch": Within(0.98, 1.3),
+    "3 chefs, 2 min prep, 10 min oven: 3 sync chefs": CLOSE,
+    "3 chefs, 2 min prep, 10 min oven: 3 async chefs": CLOSE,
+    "3 chefs, 8 min prep, 2 min oven: 3 sync chefs": CLOSE,
+    "3 chefs, 8 min prep, 2 min oven: 3 async chefs": CLOSE,
+    # five requests over real HTTP. "About one oven time": awaited, all five overlap in one 0.3 s
+    # wait plus loopback overhead (measured 1.03–1.04×); a quarter more is still "about one".
+    "5 orders at once: /walk-away": Within(0.98, 1.25),
+    # "about five": time.sleep in async def, five ovens back to back (measured 1.006–1.013×)
+    "5 orders at once: /stand-and-watch": Within(0.98, 1.2),
 }
 
 
@@ -41,23 +41,27 @@ def test_lesson_01_runs_and_its_claims_hold():
     m = {label: value["measured_s"] for label, value in executed.measurements.items()}
     six = "6 orders, 2 min prep, 10 min oven"
     pasta = "6 orders, 8 min prep, 2 min oven"
-    # the async chef's lead: more than three times on the oven menu (ideal 3.3)...
-    assert m[f"{six}: sync chef"] > 2.5 * m[f"{six}: async chef"]
-    # ...about a fifth on the pasta menu (ideal 1.2), clearly less than on the oven menu
-    assert m[f"{pasta}: sync chef"] < 1.6 * m[f"{pasta}: async chef"]
-    # one order: a tie
-    assert 0.75 < m["1 order: sync chef"] / m["1 order: async chef"] < 1.33
-    # three sync chefs roughly match one async chef (24 vs 22 min) and beat one sync chef by ~3×
+    # "72 minutes against 22 ... over three times as many" (ideal 3.27; measured 3.23–3.25)
+    assert 2.9 <= m[f"{six}: sync chef"] / m[f"{six}: async chef"] <= 3.4
+    # "a lead of about a fifth" on the pasta menu (ideal 1.20; measured 1.16–1.20)
+    assert 1.1 <= m[f"{pasta}: sync chef"] / m[f"{pasta}: async chef"] <= 1.3
+    # "a tie: about 12 minutes each" (measured 0.995–1.021)
+    assert 0.9 <= m["1 order: sync chef"] / m["1 order: async chef"] <= 1.1
+    # three sync chefs need "about 24 minutes ... roughly what one asynchronous chef managed"
+    # at 22 (ideal 1.09; measured 1.08–1.10) ...
     ratio = m["3 chefs, 2 min prep, 10 min oven: 3 sync chefs"] / m[f"{six}: async chef"]
-    assert 0.8 < ratio < 1.5
-    assert m["3 chefs, 2 min prep, 10 min oven: 3 sync chefs"] < 0.5 * m[f"{six}: sync chef"]
-    # hires help the pasta menu for both habits (60 → 20 and 50 → 18 min)
-    assert m["3 chefs, 8 min prep, 2 min oven: 3 sync chefs"] < 0.5 * m[f"{pasta}: sync chef"]
-    assert m["3 chefs, 8 min prep, 2 min oven: 3 async chefs"] < 0.5 * m[f"{pasta}: async chef"]
-    # the server version: blocking in async def is several times slower than awaiting
-    assert m["5 orders at once: /stand-and-watch"] > 3 * m["5 orders at once: /walk-away"]
+    assert 0.95 <= ratio <= 1.25
+    # ... and a third of one sync chef's 72 (ideal 0.33; measured 0.335–0.339)
+    ratio = m["3 chefs, 2 min prep, 10 min oven: 3 sync chefs"] / m[f"{six}: sync chef"]
+    assert 0.3 <= ratio <= 0.4
+    # pasta with three chefs: 60 → 20 and 50 → 18 min, "nearly three times faster" for both
+    # (ideal 0.33 and 0.36; measured 0.33–0.34 and 0.34–0.36); 0.4 is 2.5 times faster
+    for habit, one_chef in [("3 sync chefs", "sync chef"), ("3 async chefs", "async chef")]:
+        ratio = m[f"3 chefs, 8 min prep, 2 min oven: {habit}"] / m[f"{pasta}: {one_chef}"]
+        assert 0.3 <= ratio <= 0.4, (habit, ratio)
+    # the server version: "about one oven time against about five" (ideal 5; measured 4.83–4.91)
+    ratio = m["5 orders at once: /stand-and-watch"] / m["5 orders at once: /walk-away"]
+    assert 4.0 <= ratio <= 5.2
     text = executed.text_output()
     # the arithmetic table the prose reads from: 5/h flat for the sync chef, 30/h ceiling async
     assert "            60         5.0         27.7" in text
-    stderr = executed.stderr_output()
-    assert not stderr, f"the notebook wrote to stderr: {stderr}"
