@@ -95,8 +95,8 @@ class ThreadRun:
     cpu_ms: float
     """CPU time it used during the block (0 where the OS does not say)."""
     seen_running: bool = True
-    """False when no sample caught it at work (one C call kept the GIL throughout): the line
-    is then where it was right after."""
+    """False when no two samples caught it at work (it may have been inside one long call):
+    the line is where a sample, or the end of the block, found it."""
     job_only: bool = False
     """True when nothing but the function it was given to run is known (a threadpool worker
     no sample caught): the line is that function's ``def``."""
@@ -197,7 +197,8 @@ def _describe_runs(runs: tuple[ThreadRun, ...]) -> str:
         elif seen_running:
             parts.append(f"{who} ran {at}")
         else:
-            parts.append(f"{who} ran a call that kept the GIL (right after it: {at})")
+            # sampled without being caught between two samples: where it was, not proof
+            parts.append(f"{who} ran Python (seen at {at})")
     return "; ".join(parts) or "other threads ran"
 
 
