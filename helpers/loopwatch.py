@@ -606,7 +606,15 @@ class LoopWatch:
         if cpu is not None and loop_share < 0.3 and not busy:
             # Nobody in this process ran: the machine was busy elsewhere. Not the app's doing.
             return None
-        code = "C code that never released the GIL (no Python line could be sampled"
+        if self._cpu_supported:
+            code = "C code that never released the GIL (no Python line could be sampled"
+        else:
+            # without per-thread CPU figures a long C call on the loop and other threads
+            # holding the GIL look the same from here: say only what is known
+            code = (
+                "something that kept the GIL (no Python line could be sampled, and without "
+                "per-thread CPU figures this platform cannot tell whose it was"
+            )
         after = [key for key, _ in stall.loop_keys.most_common() if key[2] != IDLE]
         if after:
             code += f"; right after it, the loop was at {_where(after[0][0], after[0][1])}"

@@ -249,3 +249,12 @@ def test_a_worker_no_sample_caught_is_named_by_its_endpoint():
         "loop blocked 80 ms waiting for the GIL while worker 1 ran report() (app.py:20; "
         "no sample caught the line)"
     )
+
+
+def test_without_per_thread_cpu_an_unsampled_block_claims_nothing_it_cannot_know():
+    watch = LoopWatch("unit", threshold_ms=10)
+    watch._cpu_supported = False  # as on a platform without /proc
+    watch._file(10.0, 10.2)
+    (block,) = watch.blocks
+    assert block.cause == "unsampled" and "cannot tell whose it was" in str(block)
+    assert "C code" not in str(block)
