@@ -7,33 +7,65 @@ import pytest
 
 from tests.notebook_runner import Within, check_notebook
 
+# Figures quoted as "measured" below come from 23 runs of the lesson on the shared 2-core machine,
+# some with other test suites running (load average 3–6), some on a quiet machine (below 1).
 CLAIMS = {
     # four concurrent requests, ideal = one handler's time (0.3 s)
-    # awaiting on the loop: all four overlap
-    "4 at once to /async-await": Within(0.95, 1.6),
-    # time.sleep in worker threads: all four overlap (sleep releases the GIL)
-    "4 at once to /def-blocking": Within(0.95, 1.7),
-    # time.sleep on the loop: strictly one after another, so at least 4 × 0.3 s
-    "4 at once to /async-blocking": Within(3.9, 5.5),
-    # pure-Python CPU in threads: the GIL makes them take turns, about 4 × or worse. Not a hard
-    # 4.0: burn_for's one-off calibration can run on a busy core and make each burn a bit short
-    # (3.86 seen); 3.3 still tells "one after another" from "parallel on two cores" (2.0).
-    "4 at once to /def-cpu": Within(3.3, 9.0),
-    # 40 × time.sleep(0.5) with 40 tokens: one round, plus starting 40 new threads from the loop
-    "40 blocking def requests, 40 tokens": Within(0.95, 1.9),
-    # 100 × time.sleep(0.5) in def with 40 tokens: three batches (40, 40, 20); ideal = one sleep
-    "100 blocking def requests, 40 tokens": Within(2.5, 4.0),
-    # set_default_executor does not touch anyio's limiter: still three batches
-    "100 blocking def requests, set_default_executor(100)": Within(2.5, 4.0),
-    # 100 tokens from the lifespan: one batch
-    "100 blocking def requests, 100 tokens": Within(0.95, 1.8),
-    # 2000 trivial requests, 50 at a time (no ideal: bounds in seconds). The comparison that the
-    # prose makes is asserted below on the CPU figures; wall times are noisy on a shared machine.
-    "2000 × /async-hello: wall time": Within(0.1, 8.0),
-    "2000 × /def-hello: wall time": Within(0.1, 8.0),
-    "2000 × /async-hello: server CPU": Within(0.05, 4.0),
-    "2000 × /def-hello: server CPU": Within(0.05, 5.0),
+    # "about 1×": awaiting on the loop, all four overlap (measured 1.02–1.05)
+    "4 at once to /async-await": Within(0.98, 1.3),
+    # "about 1×": time.sleep in worker threads, all four overlap (measured 1.02–1.08)
+    "4 at once to /def-blocking": Within(0.98, 1.3),
+    # "about 4×": time.sleep on the loop, strictly one after another, so never under 4 × 0.3 s
+    # (measured 4.02–4.06)
+    "4 at once to /async-blocking": Within(3.95, 4.6),
+    # "about 4×, often more (from 3.5× to 9× over repeated runs)": the GIL makes the threads take
+    # turns. Not a hard 4.0 below: burn_for's one-off calibration can run on a busy core and make
+    # each burn a bit short (3.51 seen); 3.3 still tells "one after another" from "parallel on
+    # two cores" (2.0). Above, 10 leaves a little room over the 9× seen on a busy machine.
+    "4 at once to /def-cpu": Within(3.3, 10.0),
+    # /health probes (seconds, no ideal), p50 over 24 probes sent while the traffic ran.
+    # "a few milliseconds, as on a quiet server" while four workers sleep (measured 1.3–3.7 ms)
+    "/health p50 while four def requests sleep": Within(0.0, 0.008),
+    # "from several milliseconds to a few tens" while one worker computes (measured 6.5–31 ms)
+    "/health p50 while one def request computes": Within(0.003, 0.05),
+    # "tens of milliseconds to more than a second" (measured 55–1366 ms; no probe can wait much
+    # longer than the four computations, 1.2–2.7 s of wall time here)
+    "/health p50 while four def requests compute": Within(0.02, 2.0),
+    # "the worst probe waited hundreds of milliseconds or more" (measured 136–1661 ms)
+    "worst /health probe while four def requests compute": Within(0.1, 2.5),
+    # "from several milliseconds to, on some runs, a few hundred" (measured 5–318 ms: with the
+    # loop watch on, a computing main thread sometimes starves the loop far longer than a
+    # computing worker does; a plain uvicorn server measured 7–17 ms)
+    "/health p50 while this cell computes": Within(0.003, 0.6),
+    # "more than one sleep, up to about two": one round of 40, plus starting 40 new threads from
+    # the loop (measured 1.20–1.93)
+    "40 blocking def requests, 40 tokens": Within(1.0, 2.2),
+    # "about three sleeps": 100 × time.sleep(0.5) in def with 40 tokens runs in three batches
+    # (40, 40, 20), so never under 3 × 0.5 s (measured 3.13–3.43)
+    "100 blocking def requests, 40 tokens": Within(2.95, 3.9),
+    # set_default_executor does not touch anyio's limiter: still three batches (measured 3.14–3.51)
+    "100 blocking def requests, set_default_executor(100)": Within(2.95, 3.9),
+    # 100 tokens from the lifespan: "one batch: again more than one sleep, up to about two"
+    # (measured 1.16–1.87)
+    "100 blocking def requests, 100 tokens": Within(1.0, 2.2),
+    # The server's CPU for 2000 trivial requests (seconds, no ideal). The lesson claims nothing
+    # about the absolute figure (machines differ several-fold), only the ratio, asserted below;
+    # these bounds only catch a broken measurement (measured 0.7–1.3 s and 1.0–1.9 s).
+    "2000 × /async-hello: server CPU": Within(0.1, 5.0),
+    "2000 × /def-hello: server CPU": Within(0.1, 5.0),
 }
+
+# "about a third more CPU, and roughly 1.1 to 1.7 times as much over repeated runs": measured
+# 1.29–1.53 in 7 runs of the lesson as it stands (10 at a time), 1.08–1.59 in 8 runs with 50 at a
+# time; "roughly" allows 0.05 either side, and a def trip that cost nothing (1.0) still fails.
+DEF_CPU_RATIO = (1.05, 1.75)
+
+
+def printed_block_lines(text: str, heading: str) -> tuple[int, list[str]]:
+    """The count in ``N loop blocks during …:`` and the indented block lines printed under it."""
+    match = re.search(rf"^(\d+) {re.escape(heading)}\n((?:  .*\n?)*)", text, re.M)
+    assert match, f"no line '{heading}' in the output"
+    return int(match.group(1)), [line.strip() for line in match.group(2).splitlines()]
 
 
 @pytest.mark.notebook
@@ -60,16 +92,37 @@ def test_lesson_03_runs_and_its_claims_hold():
     blamed_ms = [float(ms) for ms in re.findall(bad_line, text, re.M)]
     assert 0.75 <= sum(blamed_ms) / 1000 <= 1.3, f"blocks blamed on the bad example: {blamed_ms}"
 
+    # computing in def slows the loop: sleeping workers < one computing worker < four.
+    # "at least twice as slow" with one computing worker (measured 3.0–16×) ...
+    sleeping = measured["/health p50 while four def requests sleep"]
+    one = measured["/health p50 while one def request computes"]
+    four = measured["/health p50 while four def requests compute"]
+    assert one >= 2 * sleeping, f"one computing worker: p50 {one * 1000:.1f} ms, sleeping {sleeping * 1000:.1f} ms"
+    # ... and "far worse again" with four (measured 9–140× the one-worker median)
+    assert four >= 3 * one, f"four computing workers: p50 {four * 1000:.0f} ms, one {one * 1000:.1f} ms"
+    # a computing cell: "at least twice as slow as beside the sleeping ones" (measured 3–150×)
+    cell = measured["/health p50 while this cell computes"]
+    assert cell >= 2 * sleeping, f"computing cell: p50 {cell * 1000:.1f} ms, sleeping {sleeping * 1000:.1f} ms"
+
     # the threadpool reads 40 tokens by default, 40 after set_default_executor, 100 after the
     # limiter is set in the lifespan
     assert re.findall(r"^(\d+)$", text, re.M) == ["40", "40", "100"]
     # ... and the threads that served the 100 requests: 40, still 40, then one per request
     served = re.findall(r"^(\d+) worker threads served the (\d+) requests$", text, re.M)
     assert served == [("40", "40"), ("40", "100"), ("40", "100"), ("100", "100")], served
+    # "the threads stay around afterwards": all 40 still alive right after the run
+    assert re.search(r"^40 worker threads are still alive after the run$", text, re.M)
 
-    # "def is not free": the trivial def endpoint costs the server clearly more CPU
+    # "def is not free": the trivial def endpoint costs the server's threads more CPU
     cpu_ratio = measured["2000 × /def-hello: server CPU"] / measured["2000 × /async-hello: server CPU"]
-    assert cpu_ratio >= 1.2, f"def cost only {cpu_ratio:.2f}× the CPU of async def"
-    # ... and is not meaningfully faster by the wall clock either (a loose bound: wall is noisy)
-    wall_ratio = measured["2000 × /def-hello: wall time"] / measured["2000 × /async-hello: wall time"]
-    assert wall_ratio >= 0.6, f"def was {1 / wall_ratio:.2f}× faster than async def by the wall clock"
+    low, high = DEF_CPU_RATIO
+    assert low <= cpu_ratio <= high, f"def cost {cpu_ratio:.2f}× the CPU of async def"
+    assert f"the def version cost {cpu_ratio:.2f}× the server CPU" in text
+
+    # Last, so that every claim above is checked even when this fails: every block the loop
+    # watch filed during the four /def-cpu requests says the loop waited for the GIL and names
+    # the workers' line, not an innocent line of the loop's own
+    count, blocks = printed_block_lines(text, "loop blocks during the four /def-cpu requests:")
+    assert count == len(blocks) and count >= 1, f"{count} blocks announced, printed: {blocks}"
+    wrong = [b for b in blocks if "GIL" not in b or "burn_for(seconds)" not in b]
+    assert not wrong, f"blocks that do not blame the workers' burn_for line: {wrong}"
