@@ -440,6 +440,7 @@ class LoopWatch:
         self._response_sent_between = response_sent_between
         self._job_of_thread = job_of_thread
         self._loop_queued_share = 0.0
+        self._beat_cpu_s = 0.0
         self._last_beat = time.perf_counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -472,17 +473,21 @@ class LoopWatch:
 
     async def _heartbeat(self) -> None:
         previous = self._last_beat = time.perf_counter()
+        self._beat_cpu_s = time.thread_time()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             now = time.perf_counter()
             self._beat(previous, now)
             previous = self._last_beat = now
+            # the loop thread's own CPU clock (a microsecond to read): a block's exact share
+            self._beat_cpu_s = time.thread_time()
 
     def _beat(self, previous: float, now: float) -> None:
         # the sleep itself accounts for one interval; anything beyond it, the loop was held
         held_s = now - previous - HEARTBEAT_S
         if held_s * 1000.0 >= self.threshold_ms:
-            self._file(previous, previous + held_s)
+            loop_cpu_s = time.thread_time() - self._beat_cpu_s
+            self._file(previous, previous + held_s, loop_cpu_s)
         elif previous in self._stalls:
             with self._lock:
                 self._stalls.pop(previous, None)
@@ -509,14 +514,16 @@ class LoopWatch:
             self._thread.join(timeout)
 
     # -- filing a block (on the loop, right after it) -------------------------------------
-    def _file(self, start_s: float, end_s: float) -> None:
+    def _file(self, start_s: float, end_s: float, loop_cpu_s: float | None = None) -> None:
+        """File the block ``[start_s, end_s]``; ``loop_cpu_s`` is the CPU time the loop's
+        thread used meanwhile (None when unknown)."""
         with self._lock:
             stall = self._stalls.pop(start_s, None) or _Stall()
             for stale in [beat for beat in self._stalls if beat < start_s]:
                 del self._stalls[stale]
             baseline = self._cpu_baseline
         try:
-            block = self._judge(stall, baseline, start_s, end_s)
+            block = self._judge(stall, baseline, start_s, end_s, loop_cpu_s)
         except Exception as error:  # noqa: BLE001 - a verdict must never stop the heartbeat
             block = LoopBlock(
                 start_s, end_s, "<unsampled>", 0,
@@ -533,6 +540,7 @@ class LoopWatch:
         baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None,
         start_s: float,
         end_s: float,
+        loop_cpu_s: float | None = None,
     ) -> LoopBlock | None:
         duration_s = end_s - start_s
         samples = sum(stall.loop_keys.values())
@@ -552,6 +560,9 @@ class LoopWatch:
 
         cpu = self._cpu_during(stall, baseline, start_s)
         loop_share, loop_wakeups, busy = self._shares(cpu, stall)
+        if loop_cpu_s is not None:
+            # exact, from the loop thread's own clock (the /proc figure spans a longer window)
+            loop_share = min(1.0, loop_cpu_s / max(end_s - start_s, 1e-9))
         names = {t.ident: t.name for t in threading.enumerate()}
         evidence = (
             f"{samples} samples; loop thread CPU {loop_share:.0%}, woke {loop_wakeups:.0f}/s"
@@ -576,14 +587,24 @@ class LoopWatch:
         if self._waited_for_gil(stall, cpu, loop_share, loop_wakeups, busy):
             runs = self._thread_runs(stall, busy)
             if runs:
-                # the line most of them ran, else the busiest thread's
-                lines = Counter((r.filename, r.lineno, r.code) for r in runs if r.lineno)
+                # the line most of them ran; a thread caught running it counts double
+                lines: Counter[tuple[str, int, str]] = Counter()
+                for run in runs:
+                    if run.lineno:
+                        caught = run.seen_running and not run.job_only
+                        lines[(run.filename, run.lineno, run.code)] += 2 if caught else 1
                 filename, lineno, code = (
                     lines.most_common(1)[0][0] if lines else (runs[0].filename, 0, "")
                 )
                 return block(filename, lineno, code, "", (), CAUSE_GIL, runs)
 
-        trusted = samples >= _MIN_SAMPLES or duration_s < 10 * WATCHDOG_POLL_S
+        # Few samples can still be trusted when the loop's frame moved between them (Python
+        # code was running, not one C call).
+        trusted = (
+            samples >= _MIN_SAMPLES
+            or duration_s < 10 * WATCHDOG_POLL_S
+            or (samples >= 2 and stall.loop_moved > 0 and loop_share >= 0.5)
+        )
         if not trusted and not request and self._response_sent_between is not None:
             # Nothing could be sampled, but the block ended as a response went out: the loop
             # was producing that response (validating and encoding a big body, say).
@@ -603,9 +624,13 @@ class LoopWatch:
             code = linecache.getline(filename, lineno).strip()
             stack = stall.stacks.get((filename, lineno, function), ())
             return block(filename, lineno, code, function, stack, CAUSE_LOOP)
-        if cpu is not None and loop_share < 0.3 and not busy:
-            # Nobody in this process ran: the machine was busy elsewhere. Not the app's doing.
-            return None
+        if loop_share < 0.2 and (loop_cpu_s is not None or cpu is not None):
+            if cpu is not None and not busy:
+                # Nobody in this process ran: the machine was busy elsewhere, not the app.
+                return None
+            # The loop's thread hardly ran, yet the watchdog could not get in either: some
+            # other thread held the GIL, which this platform cannot name.
+            return block("", 0, "", "", (), CAUSE_GIL)
         if self._cpu_supported:
             code = "C code that never released the GIL (no Python line could be sampled"
         else:
