@@ -7,7 +7,7 @@ import pytest
 
 from tests.notebook_runner import Within, check_notebook
 
-# Figures quoted as "measured" below come from 30 runs of the lesson on the shared 2-core machine,
+# Figures quoted as "measured" below come from 36 runs of the lesson on the shared 2-core machine,
 # some with other test suites running (load average 3–6), some on a quiet machine (below 1).
 CLAIMS = {
     # four concurrent requests, ideal = one handler's time (0.3 s)
@@ -18,11 +18,12 @@ CLAIMS = {
     # "about 4×": time.sleep on the loop, strictly one after another, so never under 4 × 0.3 s
     # (measured 4.02–4.37)
     "4 at once to /async-blocking": Within(3.95, 4.6),
-    # "about 4×, often more (from 3.5× to 9× over repeated runs)": the GIL makes the threads take
-    # turns. Not a hard 4.0 below: burn_for's one-off calibration can run on a busy core and make
-    # each burn a bit short (3.43 seen); 3.3 still tells "one after another" from "parallel on
-    # two cores" (2.0). Above, 10 leaves a little room over the 9× seen on a busy machine.
-    "4 at once to /def-cpu": Within(3.3, 10.0),
+    # "roughly 4× or more (from 3× to 9× over repeated runs)": the GIL makes the threads take
+    # turns. Not a hard 4.0 below: burn_for sizes each burn from a quick speed test that can
+    # underestimate the machine, so a burn can be shorter than 0.3 s (3.16 seen, also with the
+    # speed test run first on a quiet kernel); 3.0 still tells "one after another" from
+    # "parallel on two cores" (2.0). Above, 10 leaves a little room over the 9× seen.
+    "4 at once to /def-cpu": Within(3.0, 10.0),
     # /health probes (seconds, no ideal), p50 over 24 probes sent while the traffic ran.
     # "a few milliseconds, as on a quiet server" while four workers sleep (measured 1.3–3.7 ms)
     "/health p50 while four def requests sleep": Within(0.0, 0.008),
@@ -44,10 +45,10 @@ CLAIMS = {
     # "about three sleeps": 100 × time.sleep(0.5) in def with 40 tokens runs in three batches
     # (40, 40, 20), so never under 3 × 0.5 s (measured 3.12–3.43)
     "100 blocking def requests, 40 tokens": Within(2.95, 3.9),
-    # set_default_executor does not touch anyio's limiter: still three batches (measured 3.12–3.51)
+    # set_default_executor does not touch anyio's limiter: still three batches (measured 3.11–3.51)
     "100 blocking def requests, set_default_executor(100)": Within(2.95, 3.9),
     # 100 tokens from the lifespan: "one batch: again more than one sleep, up to about two"
-    # (measured 1.16–1.87)
+    # (measured 1.15–1.87)
     "100 blocking def requests, 100 tokens": Within(1.0, 2.2),
     # The server's CPU for 2000 trivial requests (seconds, no ideal). The lesson claims nothing
     # about the absolute figure (machines differ several-fold), only the ratio, asserted below;
@@ -56,11 +57,11 @@ CLAIMS = {
     "2000 × /def-hello: server CPU": Within(0.1, 5.0),
 }
 
-# "about a third more CPU: between 1.2 and 1.5 times as much over repeated runs". Twenty
-# interleaved rounds of 100 measured 1.30–1.41 in 8 runs of the lesson; the same measurement with
-# both endpoints async (an A/A check) gave 1.00–1.05, so 1.2 fails when def costs nothing extra.
-# (Five rounds of 400, 50 at a time, on a busier machine: 1.08–1.59; that design was too noisy.)
-DEF_CPU_RATIO = (1.2, 1.55)
+# "roughly 1.3 to 1.7 times as much CPU over repeated runs". Twenty interleaved rounds of 100
+# measured 1.30–1.65 in 14 runs of the lesson (1.30–1.41 on a busy machine, 1.37–1.65 on a quiet
+# one); the same measurement with both endpoints async (an A/A check) gave 0.90–1.05, so 1.2
+# fails when def costs nothing extra. (Five rounds of 400, 50 at a time: 1.08–2.08, too noisy.)
+DEF_CPU_RATIO = (1.2, 1.8)
 
 
 def printed_block_lines(text: str, heading: str) -> tuple[int, list[str]]:
