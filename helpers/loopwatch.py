@@ -46,15 +46,14 @@ _CPU_BASELINE_EVERY_S = 0.05
 """While the loop is healthy, refresh the per-thread CPU readings this often (a block's
 readings start from the last one, in case the watchdog gets no chance to run during it)."""
 
-_CPU_READING_EVERY_S = 0.02
-"""During a block, read per-thread CPU at most this often."""
+_DENSE_SAMPLING_S = 0.05
+_SPARSE_SAMPLE_S = 0.02
+"""A block is sampled every watchdog poll for its first 50 ms, then every 20 ms."""
 
-_GIL_WAIT_WAKEUPS_PER_S = 50.0
-
-_QUEUED_SHARE_ASKING = 0.2
-"""A loop thread that spent this share of a block waiting for a CPU was trying to run."""
-"""A thread waiting for the GIL wakes every switch interval (5 ms) to ask for it; a thread in
-``time.sleep`` or a blocking read wakes once. Below this rate, the loop was not asking."""
+_GIL_WAIT_WAKEUPS_PER_S = 100.0
+"""A thread waiting for the GIL wakes every switch interval (5 ms: 200 times a second) to ask
+for it; a thread in ``time.sleep`` or a blocking read wakes once. Below half that rate, the
+loop's thread was mostly not asking (measured: 210-410/s waiting, 5/s in a sleep)."""
 
 _RECENT_S = 5.0
 """How long a thread's last seen position stands in for a block the watchdog could not sample."""
@@ -395,14 +394,11 @@ class _Stall:
     moved: Counter[int] = field(default_factory=Counter)
     running_at: dict[int, Counter[Key]] = field(default_factory=dict)
     loop_moved: int = 0
+    last_phase: str = ""
+    last_request: str = ""
     intervals: int = 0
     # the loop thread, interval by interval: was it asking for the GIL, or quietly blocked?
-    loop_reading: tuple[float, int, Key] | None = None
-    asking_s: float = 0.0
-    quiet_s: float = 0.0
-    quiet_keys: Counter[Key] = field(default_factory=Counter)
-    cpu_first: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None = None
-    cpu_last_s: float = 0.0
+    cpu_first: tuple[float, dict[int, int]] | None = None
 
 
 class LoopWatch:
@@ -439,8 +435,8 @@ class LoopWatch:
         self._request_for_task = request_for_task
         self._response_sent_between = response_sent_between
         self._job_of_thread = job_of_thread
-        self._loop_queued_share = 0.0
         self._beat_cpu_s = 0.0
+        self._beat_wakeups: int | None = None
         self._last_beat = time.perf_counter()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread_id: int | None = None
@@ -450,13 +446,16 @@ class LoopWatch:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stalls: dict[float, _Stall] = {}  # keyed by the beat the stall began after
-        self._cpu_baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None = None
+        self._cpu_baseline: tuple[float, dict[int, int]] | None = None
         self._cpu_supported = _thread_cpu.supported()
         # a stall is noticed after a few missed beats, which keeps ordinary loop jitter out
         self._notice_after_s = max(HEARTBEAT_S * 3, min(threshold_ms / 1000.0 / 2, 0.02))
         # where each thread was last seen running Python (kept across blocks: a block the
         # watchdog could not sample at all is usually more of the same work)
         self._last_running: dict[int, tuple[float, Key]] = {}
+        # ... and where threads running each threadpool job were last caught: a worker no
+        # sample catches is most likely where the others running the same endpoint were
+        self._job_lines: dict[Callable[..., Any], Key] = {}
 
     # -- on the watched loop ------------------------------------------------------------
     def start(self) -> None:
@@ -473,21 +472,30 @@ class LoopWatch:
 
     async def _heartbeat(self) -> None:
         previous = self._last_beat = time.perf_counter()
-        self._beat_cpu_s = time.thread_time()
+        self._note_beat()
         while True:
             await asyncio.sleep(HEARTBEAT_S)
             now = time.perf_counter()
             self._beat(previous, now)
             previous = self._last_beat = now
-            # the loop thread's own CPU clock (a microsecond to read): a block's exact share
-            self._beat_cpu_s = time.thread_time()
+            self._note_beat()
+
+    def _note_beat(self) -> None:
+        # the loop thread's own CPU clock and wake-up count (a microsecond each, and neither
+        # lets go of the GIL): exact figures for the next block, whatever else happens
+        self._beat_cpu_s = time.thread_time()
+        self._beat_wakeups = _thread_cpu.own_wakeups()
 
     def _beat(self, previous: float, now: float) -> None:
         # the sleep itself accounts for one interval; anything beyond it, the loop was held
         held_s = now - previous - HEARTBEAT_S
         if held_s * 1000.0 >= self.threshold_ms:
             loop_cpu_s = time.thread_time() - self._beat_cpu_s
-            self._file(previous, previous + held_s, loop_cpu_s)
+            wakeups = _thread_cpu.own_wakeups()
+            woke = None
+            if wakeups is not None and self._beat_wakeups is not None:
+                woke = wakeups - self._beat_wakeups
+            self._file(previous, previous + held_s, loop_cpu_s, woke)
         elif previous in self._stalls:
             with self._lock:
                 self._stalls.pop(previous, None)
@@ -514,16 +522,22 @@ class LoopWatch:
             self._thread.join(timeout)
 
     # -- filing a block (on the loop, right after it) -------------------------------------
-    def _file(self, start_s: float, end_s: float, loop_cpu_s: float | None = None) -> None:
-        """File the block ``[start_s, end_s]``; ``loop_cpu_s`` is the CPU time the loop's
-        thread used meanwhile (None when unknown)."""
+    def _file(
+        self,
+        start_s: float,
+        end_s: float,
+        loop_cpu_s: float | None = None,
+        loop_wakeups: int | None = None,
+    ) -> None:
+        """File the block ``[start_s, end_s]``; ``loop_cpu_s`` and ``loop_wakeups`` are the CPU
+        time the loop's thread used and how often it woke meanwhile (None when unknown)."""
         with self._lock:
             stall = self._stalls.pop(start_s, None) or _Stall()
             for stale in [beat for beat in self._stalls if beat < start_s]:
                 del self._stalls[stale]
             baseline = self._cpu_baseline
         try:
-            block = self._judge(stall, baseline, start_s, end_s, loop_cpu_s)
+            block = self._judge(stall, baseline, start_s, end_s, loop_cpu_s, loop_wakeups)
         except Exception as error:  # noqa: BLE001 - a verdict must never stop the heartbeat
             block = LoopBlock(
                 start_s, end_s, "<unsampled>", 0,
@@ -537,10 +551,11 @@ class LoopWatch:
     def _judge(
         self,
         stall: _Stall,
-        baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None,
+        baseline: tuple[float, dict[int, int]] | None,
         start_s: float,
         end_s: float,
         loop_cpu_s: float | None = None,
+        loop_wakeups: int | None = None,
     ) -> LoopBlock | None:
         duration_s = end_s - start_s
         samples = sum(stall.loop_keys.values())
@@ -559,32 +574,20 @@ class LoopWatch:
             )
 
         cpu = self._cpu_during(stall, baseline, start_s)
-        loop_share, loop_wakeups, busy = self._shares(cpu, stall)
-        if loop_cpu_s is not None:
-            # exact, from the loop thread's own clock (the /proc figure spans a longer window)
-            loop_share = min(1.0, loop_cpu_s / max(end_s - start_s, 1e-9))
+        busy = self._busy_threads(cpu, stall)
+        if loop_cpu_s is not None:  # exact, from the loop thread's own clock
+            loop_share = min(1.0, loop_cpu_s / max(duration_s, 1e-9))
+        else:
+            loop_share = stall.loop_moved / max(stall.intervals, 1)
+        wakeups_per_s = None if loop_wakeups is None else loop_wakeups / max(duration_s, 1e-9)
         names = {t.ident: t.name for t in threading.enumerate()}
         evidence = (
-            f"{samples} samples; loop thread CPU {loop_share:.0%}, woke {loop_wakeups:.0f}/s"
-            f" overall, asked for the GIL {stall.asking_s * 1000:.0f} ms, sat still"
-            f" {stall.quiet_s * 1000:.0f} ms"
+            f"{samples} samples; loop thread CPU {loop_share:.0%}"
+            + ("" if wakeups_per_s is None else f", woke {wakeups_per_s:.0f}/s")
             + "".join(f"; {names.get(i, i)} CPU {share:.0%}" for i, (share, _) in busy.items())
             + ("" if cpu else " (no per-thread CPU figures)")
         )
-        # (only the learner's own code blocks like that: the loop's own socket calls never do,
-        # and a starved thread looks quiet too)
-        sat_still = [
-            key for key, _ in stall.quiet_keys.most_common()
-            if key[2] != IDLE and not is_library_file(key[0])
-        ]
-        if sat_still and stall.quiet_s >= stall.asking_s and samples >= _MIN_SAMPLES:
-            # For most of the block the loop's thread sat in one call without asking for the
-            # GIL (a time.sleep, a blocking read): that call held the loop, whatever else ran.
-            filename, lineno, function = sat_still[0]
-            code = linecache.getline(filename, lineno).strip()
-            stack = stall.stacks.get(sat_still[0], ())
-            return block(filename, lineno, code, function, stack, CAUSE_LOOP)
-        if self._waited_for_gil(stall, cpu, loop_share, loop_wakeups, busy):
+        if self._waited_for_gil(stall, samples, loop_share, wakeups_per_s, busy):
             runs = self._thread_runs(stall, busy)
             if runs:
                 # the line most of them ran; a thread caught running it counts double
@@ -650,11 +653,11 @@ class LoopWatch:
     def _cpu_during(
         self,
         stall: _Stall,
-        baseline: tuple[float, dict[int, _thread_cpu.ThreadCPU]] | None,
+        baseline: tuple[float, dict[int, int]] | None,
         start_s: float,
-    ) -> tuple[float, dict[int, int], dict[int, int]] | None:
-        """(window seconds, CPU ns per native thread id, wake-ups per native thread id), from
-        the reading taken nearest the block's start (before it, or a few ms into it) to now."""
+    ) -> tuple[float, dict[int, int]] | None:
+        """(window seconds, CPU ns per native thread id), from the reading taken nearest the
+        block's start (before it, or a few ms into it) to now."""
         first = stall.cpu_first
         if first is None or first[0] - start_s > self._notice_after_s + 3 * WATCHDOG_POLL_S:
             # a watchdog starved during the block reads only when it is nearly over: too late
@@ -668,73 +671,55 @@ class LoopWatch:
         window_s = now - began
         if window_s <= 0 or not after:
             return None
-        cpu_ns, wakeups = {}, {}
-        for native_id, reading in after.items():
-            earlier = before.get(native_id, _thread_cpu.ThreadCPU(0, 0))
-            cpu_ns[native_id] = reading.cpu_ns - earlier.cpu_ns
-            wakeups[native_id] = reading.runs - earlier.runs
-            if native_id == self._loop_native_id:
-                self._loop_queued_share = (reading.queued_ns - earlier.queued_ns) / 1e9 / window_s
-        if self._loop_native_id in wakeups and began < start_s:
-            # before the block the loop woke for every heartbeat; those wake-ups asked nothing
-            healthy = (start_s - began) / HEARTBEAT_S
-            wakeups[self._loop_native_id] = max(0, round(wakeups[self._loop_native_id] - healthy))
-        return window_s, cpu_ns, wakeups
+        return window_s, {tid: ns - before.get(tid, 0) for tid, ns in after.items()}
 
-    def _shares(
-        self, cpu: tuple[float, dict[int, int], dict[int, int]] | None, stall: _Stall
-    ) -> tuple[float, float, dict[int, tuple[float, float]]]:
-        """The loop thread's CPU share and wake-ups per second, and the other Python threads
-        that were busy: ``threading`` ident → (share of the window, CPU ms; 0 if unknown)."""
-        threads = {t.native_id: t for t in threading.enumerate() if t.native_id is not None}
+    def _busy_threads(
+        self, cpu: tuple[float, dict[int, int]] | None, stall: _Stall
+    ) -> dict[int, tuple[float, float]]:
+        """The other Python threads that ran during the block: ``threading`` ident → (share of
+        the window, CPU ms; 0 if unknown)."""
         if cpu is None:
             # No CPU figures (not Linux): a thread whose frame kept moving between samples ran.
             intervals = max(stall.intervals, 1)
-            busy = {
+            return {
                 ident: (moves / intervals, 0.0)
                 for ident, moves in stall.moved.items()
                 if moves / intervals >= 0.5
             }
-            return stall.loop_moved / intervals, 0.0, busy
-        window_s, cpu_ns, wakeups = cpu
-        loop_share = cpu_ns.get(self._loop_native_id or -1, 0) / 1e9 / window_s
-        loop_wakeups = wakeups.get(self._loop_native_id or -1, 0) / window_s
+        window_s, cpu_ns = cpu
         busy = {}
-        for native_id, spent in cpu_ns.items():
-            thread = threads.get(native_id)
-            if thread is None or thread.ident is None or native_id == self._loop_native_id:
+        for thread in threading.enumerate():
+            if thread.ident is None or thread.native_id is None:
                 continue
-            if thread.ident in _watchdog_idents:
+            if thread.native_id == self._loop_native_id or thread.ident in _watchdog_idents:
                 continue
-            share = spent / 1e9 / window_s
-            if share >= 0.05:
-                busy[thread.ident] = (share, spent / 1e6)
-        return loop_share, loop_wakeups, busy
+            spent = cpu_ns.get(thread.native_id, 0)
+            if spent / 1e9 / window_s >= 0.05:
+                busy[thread.ident] = (spent / 1e9 / window_s, spent / 1e6)
+        return busy
 
     def _waited_for_gil(
         self,
         stall: _Stall,
-        cpu: tuple[float, dict[int, int], dict[int, int]] | None,
+        samples: int,
         loop_share: float,
-        loop_wakeups: float,
+        wakeups_per_s: float | None,
         busy: dict[int, tuple[float, float]],
     ) -> bool:
+        """Was the loop's thread ready to run, but kept from it by others holding the GIL?"""
         if not busy or loop_share >= 0.5:
             return False
-        if cpu is not None:
-            # asking for the GIL every few ms, while others ran for most of the time
-            # (on a crowded machine the whole process may get little CPU, and a thread asking
-            # for the GIL wakes less often when it waits for a CPU too: count that as asking)
-            # A loop thread that hardly ran itself, while others did, can only have waited for
-            # them (a quiet blocking call in the learner's code was ruled out before this).
-            return (
-                loop_wakeups >= _GIL_WAIT_WAKEUPS_PER_S
-                or self._loop_queued_share >= _QUEUED_SHARE_ASKING
-                or loop_share < 0.2
-            )
-        # without CPU figures: the loop stood still in library code while others moved on
-        keys = [key for key in stall.loop_keys if key[2] != IDLE]
-        return bool(keys) and all(is_library_file(key[0]) for key in keys)
+        if wakeups_per_s is not None and wakeups_per_s >= _GIL_WAIT_WAKEUPS_PER_S:
+            return True  # it kept asking for the GIL
+        if loop_share < 0.2 and samples < _MIN_SAMPLES:
+            # The loop's thread hardly ran, and the watchdog could barely get in either: the
+            # GIL was held elsewhere (a quiet time.sleep on the loop leaves it free to sample).
+            return True
+        if wakeups_per_s is None and stall.loop_keys:
+            # no wake-up count: the loop stood still in library code while others moved on
+            keys = [key for key in stall.loop_keys if key[2] != IDLE]
+            return bool(keys) and all(is_library_file(key[0]) for key in keys)
+        return False
 
     def _thread_runs(
         self, stall: _Stall, busy: dict[int, tuple[float, float]]
@@ -784,16 +769,22 @@ class LoopWatch:
         last_seen = self._last_running.get(ident)
         if last_seen and time.perf_counter() - last_seen[0] < _RECENT_S and useful(last_seen[1]):
             return line(last_seen[1], True)  # nothing caught in this block: just before it
-        sampled = [k for k, _ in stall.others.get(ident, Counter()).most_common() if useful(k)]
-        if sampled:
-            return line(sampled[0], False)  # sampled, but never between two samples
         job = self._job_of_thread(ident) if self._job_of_thread else None
+        sampled = [k for k, _ in stall.others.get(ident, Counter()).most_common() if useful(k)]
+        if frame is not None and not _is_waiting(frame) and useful(_key(frame)):
+            # where it is now, the block just over (the watchdog rarely gets the GIL while
+            # several threads compute; the loop thread filing this block has it)
+            sampled.append(_key(frame))
+        if sampled:
+            if job is not None and not is_library_file(sampled[0][0]):
+                self._job_lines[job] = sampled[0]
+            return line(sampled[0], False)  # seen there, but never between two samples
+        if job is not None and job in self._job_lines:
+            return line(self._job_lines[job], False)  # others running this job were there
         code = getattr(inspect.unwrap(job), "__code__", None) if job is not None else None
         if code is not None:
             # a threadpool worker: the function it was given to run
             return code.co_filename, code.co_firstlineno, f"{code.co_name}()", False, True
-        if frame is not None and not _is_waiting(frame) and useful(_key(frame)):
-            return line(_key(frame), False)  # never caught at work: where it is now
         return None
 
     # -- on the watchdog thread --------------------------------------------------------
@@ -809,7 +800,11 @@ class LoopWatch:
         notice_after = self._notice_after_s
         previous_positions: dict[int, tuple[int, int, Key]] = {}
         previous_beat = -1.0
-        while not self._stop.wait(WATCHDOG_POLL_S):
+        last_sample_s = 0.0
+        # time.sleep, not Event.wait: under GIL contention every step back into Python code
+        # waits its turn for the GIL, and Event.wait takes several such steps per poll
+        while not self._stop.is_set():
+            time.sleep(WATCHDOG_POLL_S)
             beat = self._last_beat
             now = time.perf_counter()
             if now - beat <= notice_after:
@@ -822,6 +817,13 @@ class LoopWatch:
             if beat != previous_beat:
                 previous_positions = {}
                 previous_beat = beat
+                last_sample_s = 0.0
+            # Each sample needs the GIL, which a starved loop is waiting for too: after the
+            # first 50 ms of a block, sample less often so the watch adds little to the wait.
+            every_s = WATCHDOG_POLL_S if now - beat < _DENSE_SAMPLING_S else _SPARSE_SAMPLE_S
+            if now - last_sample_s < every_s:
+                continue
+            last_sample_s = now
             self._sample(beat, previous_positions)
 
     def _sample(self, beat: float, previous_positions: dict[int, tuple[int, int, Key]]) -> None:
@@ -832,25 +834,28 @@ class LoopWatch:
         now = time.perf_counter()
         with self._lock:
             stall = self._stalls.setdefault(beat, _Stall())
-        if self._cpu_supported and (
-            stall.cpu_first is None or now - stall.cpu_last_s >= _CPU_READING_EVERY_S
-        ):
-            if stall.cpu_first is None:
-                stall.cpu_first = (now, _thread_cpu.read_all())
-            stall.cpu_last_s = now
-        if _is_idle(loop_frame):
-            key: Key = ("", 0, IDLE)
+        if self._cpu_supported and stall.cpu_first is None:
+            stall.cpu_first = (now, _thread_cpu.read_all())
+        loop_before = previous_positions.get(self._loop_thread_id or 0)
+        if loop_before is not None and loop_before[:2] == (id(loop_frame), loop_frame.f_lasti):
+            key = loop_before[2]  # still at the same instruction: nothing new to read
+            if stall.last_phase:
+                stall.phases[stall.last_phase] += 1
+            if stall.last_request:
+                stall.requests[stall.last_request] += 1
+        elif _is_idle(loop_frame):
+            key = ("", 0, IDLE)
         else:
             key = _key(loop_frame)
-            stall.stacks.setdefault(key, _describe_stack(loop_frame))
-            phase = _phase(loop_frame)
-            if phase:
-                stall.phases[phase] += 1
-            request = self._current_request()
-            if request:
-                stall.requests[request] += 1
+            if key not in stall.stacks:
+                stall.stacks[key] = _describe_stack(loop_frame)
+            stall.last_phase = _phase(loop_frame)
+            if stall.last_phase:
+                stall.phases[stall.last_phase] += 1
+            stall.last_request = self._current_request()
+            if stall.last_request:
+                stall.requests[stall.last_request] += 1
         stall.loop_keys[key] += 1
-        self._note_loop_wakeups(stall, now, key)
         # Who else ran: a frame that moved on between two samples is running Python.
         had_previous = bool(previous_positions)
         if had_previous:
@@ -864,8 +869,11 @@ class LoopWatch:
                 stall.loop_moved += had_previous and before is not None and before[:2] != position
                 previous_positions[ident] = (*position, key)
                 continue
-            where = ("", 0, IDLE) if _is_waiting(frame) else _key(frame)
             before = previous_positions.get(ident)
+            if before is not None and before[:2] == (id(frame), frame.f_lasti):
+                where = before[2]  # not moved: the cheap path for dozens of idle workers
+            else:
+                where = ("", 0, IDLE) if _is_waiting(frame) else _key(frame)
             previous_positions[ident] = (id(frame), frame.f_lasti, where)
             if where[2] != IDLE:
                 stall.others.setdefault(ident, Counter())[where] += 1
@@ -879,25 +887,10 @@ class LoopWatch:
             stall.moved[ident] += 1
             stall.running_at.setdefault(ident, Counter())[before[2]] += 1
             self._last_running[ident] = (now, before[2])
+            job = self._job_of_thread(ident) if self._job_of_thread else None
+            if job is not None:
+                self._job_lines[job] = before[2]
         del frames, loop_frame
-
-    def _note_loop_wakeups(self, stall: _Stall, now: float, key: Key) -> None:
-        """Split the stall into stretches where the loop's thread kept asking for the GIL and
-        stretches where it sat in one call (``time.sleep``, a blocking read)."""
-        if not self._cpu_supported or self._loop_native_id is None:
-            return
-        reading = _thread_cpu.read_one(self._loop_native_id)
-        if reading is None:
-            return
-        if stall.loop_reading is not None:
-            began, runs, was_at = stall.loop_reading
-            interval_s = now - began
-            if interval_s > 0 and (reading.runs - runs) / interval_s >= _GIL_WAIT_WAKEUPS_PER_S:
-                stall.asking_s += interval_s
-            elif interval_s > 0:
-                stall.quiet_s += interval_s
-                stall.quiet_keys[was_at] += 1
-        stall.loop_reading = (now, reading.runs, key)
 
     def _current_request(self) -> str:
         if self._request_for_task is None or self._loop is None:

@@ -253,7 +253,7 @@ def test_a_worker_no_sample_caught_is_named_by_its_endpoint():
 
 def test_without_per_thread_cpu_an_unsampled_block_claims_nothing_it_cannot_know():
     watch = LoopWatch("unit", threshold_ms=10)
-    watch._cpu_supported = False  # as on a platform without /proc
+    watch._cpu_supported = False  # as on a platform without per-thread CPU clocks
     watch._file(10.0, 10.2)
     (block,) = watch.blocks
     assert block.cause == "unsampled" and "cannot tell whose it was" in str(block)
