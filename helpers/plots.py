@@ -54,6 +54,24 @@ def _thread_colours(names: Sequence[str]) -> dict[str, str]:
     return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(ordered)}
 
 
+def _summary_legend(colours: dict[str, str], failed: bool, blocked: bool) -> list[Any]:
+    """Legend entries for a run served by more threads than a legend can list."""
+    from matplotlib.patches import Patch
+
+    workers = [name for name in colours if name.startswith("worker")]
+    handles = []
+    if "event loop" in colours:
+        handles.append(Patch(color=colours["event loop"], label="event loop"))
+    if workers:
+        label = f"{len(workers)} worker threads (colours repeat)"
+        handles.append(Patch(color=colours[sorted(workers, key=thread_order)[0]], label=label))
+    if failed:
+        handles.append(Patch(color=ERROR_COLOUR, label="failed"))
+    if blocked:
+        handles.append(Patch(color="grey", alpha=0.2, label="event loop blocked"))
+    return handles
+
+
 def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) -> Picture:
     """One horizontal bar per request, from its start to its end, coloured by serving thread."""
     records = sorted(result.records, key=lambda r: (r.start_s, r.index))
@@ -79,11 +97,16 @@ def timeline(result: LoadResult, title: str | None = None, max_legend: int = 8) 
             block.start_s - origin, block.end_s - origin, color="grey", alpha=0.2,
             label="event loop blocked",
         )
+    # outside the axes, so it never hides a bar
+    legend_place: dict[str, Any] = {
+        "loc": "upper left", "bbox_to_anchor": (1.01, 1.0), "fontsize": "small", "frameon": False
+    }
     if len(set(axes.get_legend_handles_labels()[1])) <= max_legend:
-        # outside the axes, so it never hides a bar
-        _unique_legend(
-            axes, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", frameon=False
-        )
+        _unique_legend(axes, **legend_place)
+    else:
+        # too many threads to list one by one: say what the colours mean instead
+        summary = _summary_legend(colours, "failed" in threads, bool(result.loop_blocks))
+        axes.legend(handles=summary, **legend_place)
     axes.set_xlabel("seconds since the first request started")
     paths = {r.path for r in records}
     axes.set_ylabel("request (in start order)")

@@ -31,6 +31,7 @@ import uvicorn
 from uvicorn.importer import ImportFromStringError, import_from_string
 from uvicorn.lifespan.on import LifespanOn
 
+from . import _thread_cpu
 from ._instrument import Instrumented, ThreadLabels, install_thread_noting, job_of_thread
 from .loopwatch import LoopBlock, LoopWatch
 
@@ -430,6 +431,25 @@ class Server:
                 f"server {self.name!r} did not run the call within {timeout} s "
                 "(is its event loop blocked?)"
             ) from None
+
+    def cpu_seconds(self) -> float:
+        """CPU seconds this server's own threads have used so far: its event loop's thread and
+        its threadpool workers' (a worker that has ended takes its share with it).
+
+        Read from Linux's per-thread CPU clocks; elsewhere this falls back to the whole
+        process's CPU time (``time.process_time()``), which also counts the notebook's threads.
+        """
+        if not _thread_cpu.supported():
+            return time.process_time()
+        loop_thread = self.labels.loop_thread
+        threads = [loop_thread] if loop_thread is not None else []
+        # anyio's worker threads remember the event loop they work for
+        threads += [t for t in threading.enumerate() if getattr(t, "loop", None) is self._loop]
+        total_ns = 0
+        for thread in threads:
+            if thread.native_id is not None:
+                total_ns += _thread_cpu.cpu_ns(thread.native_id) or 0
+        return total_ns / 1e9
 
     @property
     def threadpool_tokens(self) -> int:

@@ -225,3 +225,14 @@ def test_monitor_probes_while_traffic_runs(server):
     assert monitor.max_s >= 0.48 * 0.6
     picture = probe_latency("probes", [("during the sleep", monitor, "/")], busy=traffic)
     assert "worst" in repr(picture) and picture._repr_png_().startswith(b"\x89PNG")
+
+
+def test_a_run_served_by_many_threads_gets_a_legend_that_says_what_colours_mean(server):
+    server.clear_loop_blocks()
+    result = load(server, "/def-sleep?seconds=0.2", n=20)
+    assert len(result.served_by) > 8  # more threads than a legend lists one by one
+    picture = result.plot_timeline()
+    legend = picture.figure.axes[0].get_legend()
+    assert legend is not None
+    labels = [text.get_text() for text in legend.get_texts()]
+    assert labels[0] == f"{len(result.served_by)} worker threads (colours repeat)", labels

@@ -346,3 +346,20 @@ def test_stderr_in_a_notebook_kernel_shows_only_the_learners_errors():
     assert_only_what_the_learner_should_see(
         {case: stream(cell, "stderr") for case, cell in cells.items()}
     )
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread CPU clocks")
+def test_cpu_seconds_counts_the_servers_threads_not_the_callers():
+    from helpers import load
+
+    with serve(apps.app, name="cpu-seconds") as server:
+        load(server, "/def-cpu?seconds=0.02", progress=False)  # start a worker
+        before = server.cpu_seconds()
+        deadline = time.thread_time() + 0.3
+        while time.thread_time() < deadline:  # the caller computes: not the server's CPU
+            pass
+        idle = server.cpu_seconds() - before
+        load(server, "/def-cpu?seconds=0.3", progress=False)  # a worker computes: the server's
+        busy = server.cpu_seconds() - before - idle
+    assert idle < 0.05, idle
+    assert 0.2 <= busy <= 0.6, busy
