@@ -32,6 +32,7 @@ from types import FrameType
 from typing import Any
 
 from . import _thread_cpu
+from ._frontend import ipython_shell
 
 HEARTBEAT_S = 0.005
 """How often the heartbeat task stamps the time on the watched loop."""
@@ -372,7 +373,8 @@ def default_thread_name(thread: threading.Thread | None) -> str:
     if thread is None:
         return "a thread Python does not know"
     if thread is threading.main_thread():
-        in_kernel = "ipykernel" in sys.modules
+        # in a notebook's kernel the main thread is the one running the cells
+        in_kernel = getattr(ipython_shell(), "kernel", None) is not None
         return "the notebook" if in_kernel else "the main thread"
     if thread.name.startswith("server:"):
         return f"server {thread.name.removeprefix('server:')!r} (its event loop)"
