@@ -112,7 +112,9 @@ class Item(BaseModel):
 @functools.cache
 def many_items() -> list[dict[str, object]]:
     """70,000 plain dicts; FastAPI validates each against ``Item`` and encodes it, on the loop."""
-    return [{"id": i, "name": f"item {i}", "price": i / 2, "tags": ["a", "b"]} for i in range(70_000)]
+    return [
+        {"id": i, "name": f"item {i}", "price": i / 2, "tags": ["a", "b"]} for i in range(70_000)
+    ]
 
 
 @app.get("/items", response_model=list[Item])

@@ -3,7 +3,6 @@ loopback, and vanish when their process exits without stopping them."""
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys

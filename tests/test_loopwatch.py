@@ -95,7 +95,8 @@ def test_a_garbage_collection_pause_is_named_as_such(server):
     block = max(result.loop_blocks, key=lambda b: b.duration_ms)
     assert block.duration_ms >= 50 and block.gc_ms >= block.duration_ms / 2, str(block)
     if block.is_garbage_collection:  # no sample got in: the collection is all there is to say
-        assert str(block).startswith("loop blocked") and "garbage collection (generation 2)" in str(block)
+        assert str(block).startswith("loop blocked")
+        assert "garbage collection (generation 2)" in str(block)
     else:  # sampled: the line that asked for it, with the collection as its share
         assert "of it garbage collection)" in str(block), str(block)
 
@@ -124,7 +125,8 @@ def test_a_block_with_no_sample_says_so():
     (block,) = watch.blocks
     assert block.function == "<unsampled>" and round(block.duration_ms) == 200
     assert str(block) == (
-        "loop blocked 200 ms by C code that never released the GIL (no Python line could be sampled)"
+        "loop blocked 200 ms by C code that never released the GIL "
+        "(no Python line could be sampled)"
     )
 
 
@@ -155,7 +157,8 @@ def test_cpu_bound_def_workers_are_blamed_for_the_loops_wait_for_the_gil(server)
         )
         assert block.filename.endswith("apps.py")
         assert all(run.name.startswith("worker ") for run in block.threads), str(block)
-        assert str(block).startswith(f"loop blocked {block.duration_ms:.0f} ms waiting for the GIL while worker ")
+        opening = f"loop blocked {block.duration_ms:.0f} ms waiting for the GIL while worker "
+        assert str(block).startswith(opening)
 
 
 def test_a_heavy_main_thread_is_blamed_not_the_idle_loop(server):
