@@ -67,11 +67,17 @@ def test_calibration_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_calibration_is_accurate_in_cpu_time() -> None:
-    # CPU time of this thread is what calibrate() promises, and is immune to core contention.
+    # calibrate() promises CPU time of this thread, timed on its fastest sample. CPU time is not
+    # immune to sharing the cores: with two other processes computing, the same burn took
+    # 0.33-0.46 s of CPU instead of 0.31-0.32 s on this 2-core VM (caches, the VM's scheduling).
+    # So the burn is timed the way calibrate() times itself: the fastest of three tries.
     iterations = cpu.calibrate(0.3)
-    start = time.thread_time()
-    cpu.burn(iterations)
-    assert 0.225 <= time.thread_time() - start <= 0.375  # ±25 %
+    tries = []
+    for _ in range(3):
+        start = time.thread_time()
+        cpu.burn(iterations)
+        tries.append(time.thread_time() - start)
+    assert 0.225 <= min(tries) <= 0.375, tries  # ±25 %
 
 
 def test_burn_for_lands_near_the_target_in_wall_time() -> None:
