@@ -27,8 +27,10 @@ CLAIMS = {
     # /health probes (seconds, no ideal), p50 over 24 probes sent while the traffic ran.
     # "a few milliseconds, as on a quiet server" while four workers sleep (measured 1.3–3.7 ms)
     "/health p50 while four def requests sleep": Within(0.0, 0.008),
-    # "from several milliseconds to a few tens" while one worker computes (measured 6.3–31 ms)
-    "/health p50 while one def request computes": Within(0.003, 0.05),
+    # "from several milliseconds to a few tens on a quiet machine (up to a couple of hundred when
+    # other programs keep the cores busy too)" while one worker computes: measured 6.3–31 ms
+    # alone, 120 ms once with the rest of the test suite computing on the other core
+    "/health p50 while one def request computes": Within(0.003, 0.25),
     # "tens of milliseconds to more than a second" (measured 34–1366 ms; no probe can wait much
     # longer than the four computations, 1.2–2.7 s of wall time here)
     "/health p50 while four def requests compute": Within(0.02, 2.0),
