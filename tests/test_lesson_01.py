@@ -60,9 +60,11 @@ def test_lesson_01_runs_and_its_claims_hold():
     for habit, one_chef in [("3 sync chefs", "sync chef"), ("3 async chefs", "async chef")]:
         ratio = m[f"3 chefs, 8 min prep, 2 min oven: {habit}"] / m[f"{pasta}: {one_chef}"]
         assert 0.3 <= ratio <= 0.4, (habit, ratio)
-    # the server version: "about one oven time against about five" (ideal 5; measured 4.83–4.91)
+    # the server version: "about one oven time against about five" (ideal 5; measured 4.83–4.91
+    # alone, 5.61 once with the suite beside it). The bounds follow from the two claims above:
+    # at least 0.98 × 5 over 1.55 ovens, at most 1.2 × 5 over 0.98 of one
     ratio = m["5 orders at once: /stand-and-watch"] / m["5 orders at once: /walk-away"]
-    assert 4.0 <= ratio <= 5.2
+    assert 3.1 <= ratio <= 6.2, ratio
     text = executed.text_output()
     # the arithmetic table the prose reads from: 5/h flat for the sync chef, 30/h ceiling async
     assert "            60         5.0         27.7" in text
