@@ -17,17 +17,32 @@ def no_servers_left_behind():
     assert not leftover, f"the test left servers running: {leftover}"
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Run the lesson notebooks one after another on one xdist worker; spread the rest by file.
+# Test files that time real sleeps and real CPU work, or burn CPU on purpose: they run one after
+# another on one xdist worker, so that no two of them share the 2 cores at once.
+TIMING_FILES = {
+    "test_kitchen.py",
+    "test_cpu.py",
+    "test_load.py",
+    "test_loopwatch.py",
+    "test_server.py",
+    "test_lab_browser.py",
+}
 
-    Lessons time real sleeps and real CPU work against the prose's words. Two of them at once on
-    a 2-core machine (lesson 03 burns CPU on purpose) stretched a 20 ms-per-minute kitchen in
-    lesson 01 to 1.41 times its ideal; one at a time, beside the unit tests, they stay within
-    their words. Every other test keeps its file's group, as ``--dist loadfile`` did.
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the lesson notebooks and the timing tests one after another on one xdist worker;
+    spread the rest by file.
+
+    Lessons time real sleeps and real CPU work against the prose's words. Beside other timing
+    tests on a 2-core machine (lesson 03 and the loop-watch tests burn CPU on purpose) a
+    20 ms-per-minute kitchen in lesson 01 stretched to 1.32-1.41 times its ideal; one at a
+    time, they stay within their words. Every other test keeps its file's group, as
+    ``--dist loadfile`` did.
     """
     for item in items:
         lesson = item.get_closest_marker("notebook") is not None and item.path.name.startswith(
             "test_lesson_"
         )
-        group = "lesson notebooks" if lesson else item.path.name
+        timing = lesson or item.path.name in TIMING_FILES
+        group = "timing" if timing else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
