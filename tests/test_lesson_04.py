@@ -77,9 +77,10 @@ CLAIMS = {
     "worst /health-def probe while 60 slow def requests hold the pool": Within(0.7, 1.3),
     # an async def /health needs no token: it "stayed fast"
     "worst /health-async probe while 60 slow def requests hold the pool": STAYED_FAST,
-    # the loop is idle meanwhile: "next to nothing (usually no block at all)"; one block of the
-    # watch's 50 ms threshold would still be next to nothing (seconds)
-    "loop time blocked while 60 slow def requests ran": Within(0.0, 0.1),
+    # the loop is idle meanwhile: "next to nothing (usually no block at all; on a busy machine,
+    # short stalls adding up to at most a couple of tenths of a second)" (seconds; 0.13 s seen
+    # once, on Python 3.12 in the full suite)
+    "loop time blocked while 60 slow def requests ran": Within(0.0, 0.2),
 }
 
 
