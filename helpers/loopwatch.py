@@ -77,6 +77,7 @@ Key = tuple[str, int, str]
 
 
 def _where(filename: str, lineno: int) -> str:
+    """``app.py:12``, or ``cell In[3], line 7`` for code typed into a notebook cell."""
     cell = notebook_cell_number(filename)
     if cell is not None:
         return f"cell In[{cell}], line {lineno}"
@@ -399,7 +400,6 @@ class _Stall:
     last_phase: str = ""
     last_request: str = ""
     intervals: int = 0
-    # the loop thread, interval by interval: was it asking for the GIL, or quietly blocked?
     cpu_first: tuple[float, dict[int, int]] | None = None
 
 
@@ -647,7 +647,8 @@ class LoopWatch:
             )
         after = [key for key, _ in stall.loop_keys.most_common() if key[2] != IDLE]
         if after:
-            code += f"; right after it, the loop was at {_where(after[0][0], after[0][1])}"
+            next_at = _where(after[0][0], after[0][1])
+            code += f"; right after it, the loop was at {next_at}"
         code += ending + ")"
         stack = stall.stacks.get(after[0], ()) if after else ()
         return block("<unsampled>", 0, code, UNSAMPLED, stack, CAUSE_UNSAMPLED)

@@ -17,7 +17,6 @@ import logging
 import os
 import re
 import sys
-import sysconfig
 import threading
 import time
 import traceback
@@ -33,7 +32,7 @@ from uvicorn.lifespan.on import LifespanOn
 
 from . import _thread_cpu
 from ._instrument import Instrumented, ThreadLabels, install_thread_noting, job_of_thread
-from .loopwatch import LoopBlock, LoopWatch
+from .loopwatch import LoopBlock, LoopWatch, is_library_file
 
 __all__ = ["Server", "ServerStartupError", "serve", "running_servers", "stop_all"]
 
@@ -99,20 +98,13 @@ UVICORN_LOGGER = "uvicorn.error"
 _noise_filter = _QuietServerNoise()
 
 
-def _library_dirs() -> tuple[str, ...]:
-    kinds = ("stdlib", "platstdlib", "purelib", "platlib")
-    dirs = {*(sysconfig.get_path(kind) for kind in kinds), os.path.dirname(__file__)}
-    return tuple(os.path.realpath(d) + os.sep for d in dirs)
-
-
 def _where_it_waited(error: BaseException | None) -> str:
     """`` at file.py:12 `line```: the innermost app frame a cancelled task was waiting in."""
-    library = _library_dirs()
     where = ""
     tb = error.__traceback__ if error is not None else None
     while tb is not None:
         filename, lineno = tb.tb_frame.f_code.co_filename, tb.tb_lineno
-        if not os.path.realpath(filename).startswith(library):
+        if not is_library_file(filename):
             code = linecache.getline(filename, lineno).strip()
             where = f" at {os.path.basename(filename)}:{lineno} `{code}`"
         tb = tb.tb_next
@@ -375,14 +367,13 @@ class Server:
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
 
+    def _is_own_worker(self, thread: threading.Thread) -> bool:
+        """True for a threadpool worker of this server (anyio's workers remember their loop)."""
+        return self._loop is not None and getattr(thread, "loop", None) is self._loop
+
     def _name_thread(self, thread: threading.Thread) -> str | None:
         """``worker 3`` for this server's own threadpool workers (as ``x-served-by`` says)."""
-        if thread is self.labels.loop_thread:
-            return "the event loop"
-        # anyio's worker threads remember the event loop they work for
-        if getattr(thread, "loop", None) is self._loop and self._loop is not None:
-            return self.labels.label(thread)
-        return None
+        return self.labels.label(thread) if self._is_own_worker(thread) else None
 
     # -- facts ---------------------------------------------------------------------------
     @property
@@ -443,8 +434,7 @@ class Server:
             return time.process_time()
         loop_thread = self.labels.loop_thread
         threads = [loop_thread] if loop_thread is not None else []
-        # anyio's worker threads remember the event loop they work for
-        threads += [t for t in threading.enumerate() if getattr(t, "loop", None) is self._loop]
+        threads += [t for t in threading.enumerate() if self._is_own_worker(t)]
         total_ns = 0
         for thread in threads:
             if thread.native_id is not None:
