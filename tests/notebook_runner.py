@@ -16,14 +16,36 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 CELL_TIMEOUT_S = 60
 
-# Appended to a copy of the notebook: reports the timing cells' figures and any server left.
+# Appended to a copy of the notebook: reports the timing cells' figures, any server left, and
+# any child process of the kernel still running. load()'s own worker processes are kept for the
+# kernel's lifetime on purpose, and multiprocessing's helper processes (its resource tracker, a
+# forkserver) likewise: neither is the lesson's to stop.
 PROBE = """
 import json as _json
+import os as _os
 import helpers as _helpers
 from helpers import timing as _timing
+
+def _children():
+    found = []
+    for _pid in filter(str.isdigit, _os.listdir("/proc")):
+        try:
+            with open(f"/proc/{_pid}/stat") as _f:
+                _ppid = int(_f.read().rsplit(")", 1)[1].split()[1])
+            with open(f"/proc/{_pid}/cmdline", "rb") as _f:
+                _cmd = _f.read().replace(b"\\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        if _ppid == _os.getpid() and not any(
+            _kept in _cmd for _kept in ("_load_worker.py", "resource_tracker", "forkserver")
+        ):
+            found.append(_cmd or _pid)
+    return found
+
 print("COURSE-PROBE" + _json.dumps({
     "measurements": _json.loads(_timing.measurements_json()),
     "servers": [s.name for s in _helpers.running_servers()],
+    "children": _children() if _os.path.isdir("/proc") else [],
 }))
 """
 
@@ -34,6 +56,7 @@ class ExecutedNotebook:
     notebook: nbformat.NotebookNode
     measurements: dict[str, dict]
     servers_left: list[str]
+    children_left: list[str]
     cell_seconds: list[tuple[int, float]]
     wall_s: float
 
@@ -66,8 +89,9 @@ def _seconds(cell: nbformat.NotebookNode) -> float:
     return (parse(ended) - parse(began)).total_seconds()
 
 
-def execute(name: str, env: dict[str, str] | None = None) -> ExecutedNotebook:
-    """Run ``notebooks/<name>`` top to bottom; raises ``CellExecutionError`` on any error."""
+def execute(name: str | Path, env: dict[str, str] | None = None) -> ExecutedNotebook:
+    """Run ``notebooks/<name>`` (or the notebook at a path) top to bottom; raises
+    ``CellExecutionError`` on any error."""
     path = NOTEBOOKS / name
     notebook = nbformat.read(path, as_version=4)
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
@@ -91,7 +115,8 @@ def execute(name: str, env: dict[str, str] | None = None) -> ExecutedNotebook:
     payload = json.loads(probe_text.split("COURSE-PROBE", 1)[1])
     cells = [(i, _seconds(c)) for i, c in enumerate(notebook.cells[:-1]) if c.cell_type == "code"]
     return ExecutedNotebook(
-        path, notebook, payload["measurements"], payload["servers"], cells, wall_s
+        path, notebook, payload["measurements"], payload["servers"], payload["children"],
+        cells, wall_s,
     )
 
 
@@ -111,10 +136,10 @@ class Within:
 
 
 def check_notebook(
-    name: str, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = ()
+    name: str | Path, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = ()
 ) -> ExecutedNotebook:
-    """Execute ``name``; fail on any error, a stray server, a slow cell, a claim out of bounds,
-    or anything written to stderr.
+    """Execute ``name``; fail on any error, a stray server or child process, a slow cell, a claim
+    out of bounds, or anything written to stderr.
 
     ``claims`` states a tolerance for every label the notebook reports through
     ``helpers.timing.report``; a reported label with no stated tolerance fails too.
@@ -128,6 +153,9 @@ def check_notebook(
     ]
     assert not unexpected, f"{name} wrote to stderr: {unexpected}"
     assert executed.servers_left == [], f"{name} left servers running: {executed.servers_left}"
+    assert executed.children_left == [], (
+        f"{name} left child processes running: {executed.children_left}"
+    )
     slow = [(i, round(s, 1)) for i, s in executed.cell_seconds if s > MAX_CELL_S]
     assert not slow, f"cells slower than {MAX_CELL_S} s (index, seconds): {slow}"
     reported = executed.measurements

@@ -164,3 +164,18 @@ def test_within_bounds():
     assert Within(1.0, 1.2).holds(2.2, 2.0) == (True, pytest.approx(1.1))
     assert Within(1.0, 1.2).holds(3.0, 2.0)[0] is False
     assert Within(0.4, 0.6).holds(0.5, None) == (True, 0.5)
+
+
+@pytest.mark.notebook
+def test_check_notebook_fails_on_a_child_process_left_running(tmp_path):
+    """A notebook that starts a process and never stops it fails the check."""
+    path = tmp_path / "leaky.ipynb"
+    # the child waits for its stdin to close, so it ends with the kernel instead of lingering
+    cells = [nbformat.v4.new_code_cell(
+        "import subprocess, sys\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import sys; sys.stdin.read()'],\n"
+        "                         stdin=subprocess.PIPE)"
+    )]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+    with pytest.raises(AssertionError, match="left child processes running: .*sys.stdin.read"):
+        check_notebook(path, {})
