@@ -36,6 +36,7 @@ DEFAULT_OPTIONS: tuple[str, ...] = (
 
 DEFAULT_TIMEOUT_S = 60.0
 _TERMINAL_COLUMNS = "100"  # the width pytest wraps and truncates its lines to
+_FORCING_COLOUR = frozenset({"FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE"})
 
 # The last line of pytest's report: "=== 1 failed, 3 passed, 2 warnings in 2.31s ===", or
 # "no tests ran in 0.01s". Each count is "<number> <noun>".
@@ -105,7 +106,10 @@ def run_pytest(
     if timeout_s <= 0:
         raise ValueError(f"timeout_s must be positive, got {timeout_s!r}")
     command = [sys.executable, "-m", "pytest", *options, *args]
-    env = {**os.environ, "COLUMNS": _TERMINAL_COLUMNS, "PYTHONUNBUFFERED": "1"}
+    # A Jupyter kernel sets FORCE_COLOR=1, and pytest then colours some lines (those of
+    # --tb=line) even with --color=no: the cell would show the escape codes as text.
+    env = {k: v for k, v in os.environ.items() if k not in _FORCING_COLOUR}
+    env.update(COLUMNS=_TERMINAL_COLUMNS, NO_COLOR="1", PYTHONUNBUFFERED="1")
     began = time.perf_counter()
     process = subprocess.Popen(
         command,

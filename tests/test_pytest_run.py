@@ -81,6 +81,18 @@ def test_a_hung_run_is_stopped_at_its_timeout(tmp_path, capsys):
         pytest.fail(f"the grandchild {grandchild} outlived the timeout")
 
 
+def test_no_escape_codes_even_when_the_kernel_forces_colour(tmp_path, capsys, monkeypatch):
+    # Jupyter kernels set FORCE_COLOR=1; pytest's --tb=line lines then came out coloured
+    monkeypatch.setenv("FORCE_COLOR", "1")
+    monkeypatch.setenv("PY_COLORS", "1")
+    write(tmp_path, "tests/test_fails.py", "def test_fails():\n    assert 1 == 2\n")
+    outcome = run_pytest(tmp_path, "tests", "--tb=line")
+    printed = capsys.readouterr().out
+    assert outcome.failed == 1
+    assert "test_fails.py:2: assert 1 == 2" in printed
+    assert "\x1b" not in printed
+
+
 def test_echo_off_prints_nothing(tmp_path, capsys):
     write(tmp_path, "tests/test_ok.py", "def test_ok():\n    pass\n")
     outcome = run_pytest(tmp_path, "tests", echo=False)
