@@ -26,6 +26,7 @@ TIMING_FILES = {
     "test_loopwatch.py",
     "test_server.py",
     "test_lab_browser.py",
+    "test_workers.py",
 }
 
 

@@ -1,0 +1,105 @@
+"""Lesson 06 runs headless, quietly, and its timing claims hold within what its words say."""
+
+import re
+
+import pytest
+
+from tests.notebook_runner import Within, check_notebook
+
+# Figures quoted as "measured" come from repeated runs of the lesson on the shared 2-core
+# machine while other engineers ran notebooks on it (load average 0.6-2.2).
+STAYED_FAST = Within(0.0, 0.2)  # lesson 04's "milliseconds, at worst a tenth of a second or two"
+
+CLAIMS = {
+    # the calibrated job, alone in the kernel: 0.4 s of CPU (measured 1.01-1.16x); the CPU
+    # calibration test allows 1.5x either way for a shared machine
+    "one job, computed in this cell": Within(0.67, 1.5),
+    # the idle server: "about 2 ms" (measured 1.5-1.9 ms); milliseconds
+    "/ping p50, nothing else running": Within(0.0, 0.02),
+    # "about the whole job (0.85 to 1.5 times its 0.4 s in our runs ...)" (ideal = the job)
+    "worst /ping while one job computes in async def": Within(0.7, 1.8),
+    # "6 to 15 ms here ... (a few tens, at worst a couple of hundred, on a machine busy with
+    # other programs)"; lesson 03 bounds the same figure at 0.25 s
+    "/ping p50 while one job computes in def": Within(0.003, 0.25),
+    # "tens of milliseconds to most of a second for the median probe" (measured 47 ms-0.84 s);
+    # lesson 03 saw up to 1.4 s, so 2.0 as there; the worst probe likewise (0.16-1.05 s)
+    "/ping p50 while four jobs compute in def": Within(0.02, 2.0),
+    "worst /ping while four jobs compute in def": Within(0.02, 2.5),
+    # seed 003 corrected: "about one sleep in all" (measured 1.01-1.02x) ...
+    "4 def requests that sleep 0.4 s": Within(0.95, 1.3),
+    # ... and "four jobs' time or more (4.5 to 6.2 times one job in our runs)", "not the two
+    # rounds that two cores could give": 3.0 keeps it clear of 2.0; 10 as lesson 03's bound
+    "4 def requests that compute 0.4 s": Within(3.0, 10.0),
+    # the pool: "about the idle server's figure" (measured 1.5-1.9 ms); the test below also
+    # compares it with the idle p50
+    "/ping p50 while one job computes in the process pool": Within(0.0, 0.02),
+    # two jobs, faster of two runs each: threads "two jobs' time or more, every time" (measured
+    # 2.16-3.04x; 1.8 allows a calibration that underestimated the machine, as in lesson 03) ...
+    "2 jobs in def (2 threads)": Within(1.8, 4.0),
+    # ... processes "about one job's time on a quiet machine ... up to nearly two" on the shared
+    # machine (measured 1.21-1.82x); the ratio to the threads is checked below
+    "2 jobs in the process pool (2 processes)": Within(0.95, 2.0),
+    # more jobs than cores: "two rounds of two: about twice what two jobs took in the cell before
+    # (0.7 to 1.4 times that ideal in our runs)" (ideal = 2 x the two-job pool run; measured
+    # 0.68-1.1 on a machine shared with other jobs: the two-job run is itself noisy)
+    "4 jobs in the process pool (2 processes, 2 cores)": Within(0.6, 1.6),
+    # uvicorn: one worker "about two jobs' time or more" (measured 1.71-3.23x; below 2 when the
+    # quick calibration underestimated the machine and a job is shorter than 0.4 s, as lesson
+    # 03's test explains) ...
+    "2 jobs on 1 uvicorn worker": Within(1.5, 4.5),
+    # ... two workers "about half of that on a quiet machine (less of a gain when other programs
+    # hold a core)" (measured 1.21-1.83x); the ratio to one worker is asserted below
+    "2 jobs on 2 uvicorn workers": Within(0.95, 2.2),
+    # BackgroundTasks: "answers at once ... in milliseconds" (measured 4.8-6.2 ms)
+    "slowest /order answer, its task still to run": STAYED_FAST,
+    # "starved the loop just as four computing def requests did (a median probe of tens of
+    # milliseconds to most of a second)" (measured 0.57-0.81 s)
+    "/ping p50 while four def background tasks compute": Within(0.02, 2.0),
+    # "left the probes at the idle server's few milliseconds" (measured 1.2-1.9 ms)
+    "/ping p50 while four background tasks compute in the pool": Within(0.0, 0.02),
+}
+
+
+@pytest.mark.notebook
+def test_lesson_06_runs_and_its_claims_hold():
+    executed = check_notebook("06_cpu_work.ipynb", CLAIMS)
+    text = executed.text_output()
+    measured = {label: m["measured_s"] for label, m in executed.measurements.items()}
+
+    # the machine's cores and the switch interval are stated
+    assert re.search(r"^CPU cores: \d+ in the machine, \d+ usable by this kernel$", text, re.M)
+    assert re.search(r"^GIL switch interval: 5 ms$", text, re.M)
+    # async def: the loop watch blames the burn line
+    assert re.search(r"^loop blocked \d+ ms at cell In\[\d+\], line \d+ `burn\(n\)  # BAD EXAMPLE: computes on the event loop", text, re.M)
+    # one job in def costs the probes something, the pool nothing measurable
+    idle = measured["/ping p50, nothing else running"]
+    assert measured["/ping p50 while one job computes in def"] > idle
+    assert measured["/ping p50 while one job computes in the process pool"] < idle + 0.01
+    assert measured["/ping p50 while four jobs compute in def"] > measured["/ping p50 while one job computes in def"]
+    # four jobs in def: the watch's verdict is a GIL wait, blamed on the worker threads' burn line
+    verdicts = re.findall(r"^cause='(\w+)' waited_for_gil=(\w+) threads: (.+)$", text, re.M)
+    assert verdicts, "no loop-watch verdict printed for the four def jobs"
+    assert all(cause == "gil" and waited == "True" and "worker" in threads for cause, waited, threads in verdicts), verdicts
+    said = re.findall(r"^  (loop blocked .*)$", text, re.M)
+    assert said and all("waiting for the GIL while worker" in line and "burn(n)  # computes in a worker thread" in line for line in said), said
+    # threads vs processes: "roughly halved" on a quiet machine, "0.5 to 0.9 of the threads' in
+    # our runs" on the shared one
+    ratio = float(re.search(r"^the pool took ([\d.]+) of the threads' time$", text, re.M).group(1))
+    assert 0.35 <= ratio <= 0.9, ratio
+    # a notebook function in a spawn pool: the cell sees BrokenProcessPool, the worker's cause is shown
+    assert re.search(r"^the cell got: +BrokenProcessPool: A process in the process pool was terminated abruptly", text, re.M)
+    assert re.search(r"^the worker died of: +AttributeError: Can't get attribute 'cube' on <module '__main__'", text, re.M)
+    assert re.search(r"^burn\(1000\) in a worker process: 832504$", text, re.M)
+    assert re.search(r"^default start method here: (fork|spawn|forkserver)$", text, re.M)
+    # uvicorn workers: two processes served the two jobs, in "about half" one worker's time on a
+    # quiet machine, "less of a gain" on a busy one (measured 0.53-0.58): faster, at the least
+    assert "with 2 workers, the 2 jobs were served by 2 different processes" in text
+    one, two = measured["2 jobs on 1 uvicorn worker"], measured["2 jobs on 2 uvicorn workers"]
+    assert two / one <= 0.9, f"2 workers {two:.2f} s, 1 worker {one:.2f} s"
+    # each worker's memory: "a few tens of MiB" private (measured 33 MiB), RSS >= PSS >= USS
+    memory = re.findall(r"^worker \d+: RSS (\d+) MiB, PSS (\d+) MiB, private \(USS\) (\d+) MiB$", text, re.M)
+    assert len(memory) == 2, memory
+    for rss, pss, uss in memory:
+        assert int(rss) >= int(pss) >= int(uss) and 10 <= int(uss) <= 100, memory
+    # the GIL status line
+    assert re.search(r"^Python 3\.\d+\.\d+\S*: (GIL enabled = (True|False)|no free-threaded build before 3\.13; the GIL is on)$", text, re.M)
