@@ -36,9 +36,10 @@ CLAIMS = {
     # two jobs, faster of two runs each: threads "two jobs' time or more, every time" (measured
     # 2.16-3.04x; 1.8 allows a calibration that underestimated the machine, as in lesson 03) ...
     "2 jobs in def (2 threads)": Within(1.8, 4.0),
-    # ... processes "about one job's time on a quiet machine ... up to nearly two" on the shared
-    # machine (measured 1.21-1.82x); the ratio to the threads is checked below
-    "2 jobs in the process pool (2 processes)": Within(0.95, 2.0),
+    # ... processes "about one job's time on a quiet machine ... up to about two jobs' time (2.2
+    # in our busiest run)" on the shared machine (measured 1.21-2.19x, load average up to 2.8);
+    # the ratio to the threads is checked below
+    "2 jobs in the process pool (2 processes)": Within(0.95, 2.4),
     # more jobs than cores: "two rounds of two: about twice what two jobs took in the cell before
     # (0.7 to 1.4 times that ideal in our runs)" (ideal = 2 x the two-job pool run; measured
     # 0.68-1.1 on a machine shared with other jobs: the two-job run is itself noisy)
