@@ -521,10 +521,23 @@ def running_servers() -> list[Server]:
         return list(_registry.values())
 
 
+_stop_all_hooks: list[Callable[[], None]] = []
+
+
+def also_on_stop_all(hook: Callable[[], None]) -> None:
+    """Have :func:`stop_all` call ``hook`` too: a module that starts other things a lesson must
+    tidy up (uvicorn worker processes) registers its own stopper here, so one call stops all."""
+    if hook not in _stop_all_hooks:
+        _stop_all_hooks.append(hook)
+
+
 def stop_all() -> None:
-    """Stop every server this process started (also runs at interpreter exit)."""
+    """Stop every server this process started, and whatever registered with
+    :func:`also_on_stop_all` (also runs at interpreter exit)."""
     for server in running_servers():
         server.stop()
+    for hook in list(_stop_all_hooks):
+        hook()
 
 
 atexit.register(stop_all)

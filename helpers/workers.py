@@ -38,6 +38,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .server import also_on_stop_all
+
 __all__ = [
     "ChildStderr",
     "ProcessMemory",
@@ -313,6 +315,7 @@ def stop_workers() -> None:
 
 
 atexit.register(stop_workers)
+also_on_stop_all(stop_workers)  # a lesson's stop_all() stops worker groups too
 
 
 # --- the launcher: this module run as a program ----------------------------------------------

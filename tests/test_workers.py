@@ -22,6 +22,7 @@ import pytest
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
+import helpers
 from helpers import workers
 from helpers.cpu import burn
 
@@ -116,6 +117,15 @@ def test_stop_workers_stops_groups_left_running(app_dir: Path) -> None:
     group = workers.start_workers("pid_app:app", workers=2, app_dir=app_dir)
     worker_pids = group.worker_pids()
     workers.stop_workers()
+    assert workers.running_workers() == []
+    assert all(dead(pid) for pid in [group.pid, *worker_pids])
+
+
+def test_stop_all_stops_worker_groups_too(app_dir: Path) -> None:
+    """A lesson's one tidy-up call, helpers.stop_all(), reaches uvicorn worker groups."""
+    group = workers.start_workers("pid_app:app", workers=2, app_dir=app_dir)
+    worker_pids = group.worker_pids()
+    helpers.stop_all()
     assert workers.running_workers() == []
     assert all(dead(pid) for pid in [group.pid, *worker_pids])
 
