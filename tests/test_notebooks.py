@@ -88,7 +88,10 @@ def broken_links(path: Path, root: Path = ROOT) -> list[str]:
         if scheme:
             broken.append(f"{link} (a {scheme.group(1)}: link works only on one machine)")
             continue
-        target, _, anchor = unquote(link.split("?", 1)[0]).partition("#")
+        # a query ends the path, but a "?" after the "#" belongs to the anchor (a heading that
+        # ends in a question mark)
+        target, _, anchor = link.partition("#")
+        target, anchor = unquote(target.split("?", 1)[0]), unquote(anchor)
         resolved = (path.parent / target).resolve() if target else path
         if not resolved.is_relative_to(root.resolve()):
             broken.append(f"{link} (outside the repository)")
@@ -118,7 +121,8 @@ def test_link_check_finds_broken_links(tmp_path):
 # A lesson with `code` in its title
 
 [next](01_next.ipynb), [a section](01_next.ipynb#The-def-section),
-[up](#A-lesson-with-code-in-its-title), [exercises](../exercises/), [readme](../README.md),
+[up](#A-lesson-with-code-in-its-title), [a question](01_next.ipynb#Is-it-def?),
+[exercises](../exercises/), [readme](../README.md),
 [code](../helpers/timing.py "the helper"), ![picture](<../exercises/>), [a reference][ref],
 [docs](https://fastapi.tiangolo.com/), <a href="../README.md">html</a>,
 `[shown as code](nowhere.ipynb)`
@@ -132,7 +136,9 @@ def test_link_check_finds_broken_links(tmp_path):
 """
     lesson = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(links)])
     nbformat.write(lesson, tmp_path / "notebooks" / "00_lesson.ipynb")
-    target = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("## The `def` section")])
+    target = nbformat.v4.new_notebook(
+        cells=[nbformat.v4.new_markdown_cell("## The `def` section\n\n## Is it `def`?")]
+    )
     nbformat.write(target, tmp_path / "notebooks" / "01_next.ipynb")
     broken = broken_links(tmp_path / "notebooks" / "00_lesson.ipynb", root=tmp_path)
     assert [link.split(" (")[0] for link in broken] == [
