@@ -1,0 +1,241 @@
+"""What every check shares: one success line, one kind of failure message, timeouts around the
+learner's code, a server that is always stopped, and silence on stderr.
+
+Lesson modules use it through :class:`Check`, in a public function marked :func:`graded`::
+
+    @graded
+    def check_async_chef(chef: Callable[..., Any]) -> None:
+        # Task 1: the async chef serves six orders in about one oven time
+        with Check("Task 1 · the async chef") as check:
+            with check.serve(app) as server:
+                result = check.load(server, "/cook", n=6)
+            if result.wall_s > 1.0:
+                check.fail(measured=..., expected=..., cause=..., fix=...)
+            check.passed("6 orders in 0.52 s, about one oven time")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import functools
+import importlib
+import io
+import queue
+import sys
+import threading
+from collections.abc import Callable, Coroutine, Iterator, Sequence
+from types import TracebackType
+from typing import Any, NoReturn, TypeVar
+
+# Modules, not the names the ``helpers`` package exports: a notebook cell that assigns
+# ``helpers.load = ...`` does not reach these.
+from helpers import loadgen, loopwatch
+from helpers import server as servers
+
+__all__ = ["Check", "describe_blocks", "graded"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+STARTUP_TIMEOUT_S = 10.0
+"""Longest a learner's app may take to start (its lifespan included)."""
+STOP_TIMEOUT_S = 2.0
+"""Longest a check waits for a server to stop; a server whose loop is stuck is abandoned."""
+REQUEST_TIMEOUT_S = 10.0
+"""Default bound on each request a check sends."""
+CALL_TIMEOUT_S = 10.0
+"""Default bound on a call into the learner's code."""
+
+
+class _Abandoned(BaseException):
+    """Raised inside a learner's thread that overran its time, to stop a busy loop there."""
+
+
+def graded(function: F) -> F:
+    """Mark a public check function: a failure reaches the learner as its message alone, with
+    the check's own frames cut from the traceback; any other error becomes a failure too."""
+
+    @functools.wraps(function)
+    def check_function(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except AssertionError as failure:
+            raise failure.with_traceback(None) from None
+        except Exception as error:
+            raise AssertionError(
+                f"✘ the check could not run: {type(error).__name__}: {error}\n"
+                "  fix: run the cells above in order, then this one again"
+            ) from None
+
+    return check_function  # type: ignore[return-value]
+
+
+def describe_blocks(blocks: Sequence[loopwatch.LoopBlock], limit: int = 3) -> str:
+    """The loop watch's records in one readable line each (at most ``limit`` of them)."""
+    if not blocks:
+        return "no loop blocks"
+    lines = [str(block) for block in blocks[:limit]]
+    if len(blocks) > limit:
+        lines.append(f"... and {len(blocks) - limit} more")
+    return "; ".join(lines)
+
+
+class Check:
+    """One graded check: a name, its output on success, its message on failure, its limits.
+
+    While the ``with`` block runs, everything written to ``sys.stderr`` (a server's log, a
+    warning, the learner's own prints to stderr) is caught in :attr:`stderr` instead of reaching
+    the cell: nbgrader scores a graded cell that wrote to stderr as 0.
+    """
+
+    def __init__(self, task: str) -> None:
+        self.task = task
+        self.stderr = io.StringIO()
+        self._previous_stderr: Any = None
+
+    # -- the with block: silence on stderr --------------------------------------------------
+    def __enter__(self) -> Check:
+        self._previous_stderr = sys.stderr
+        sys.stderr = self.stderr
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        sys.stderr = self._previous_stderr
+
+    # -- verdicts ---------------------------------------------------------------------------
+    def passed(self, message: str) -> None:
+        """Print the one success line."""
+        print(f"✔ {self.task}: {message}")
+
+    def fail(self, *, measured: str, expected: str, cause: str, fix: str) -> NoReturn:
+        """Fail the check with what was measured, what was expected, why, and what to do."""
+        raise AssertionError(
+            f"✘ {self.task}\n"
+            f"  measured:     {measured}\n"
+            f"  expected:     {expected}\n"
+            f"  likely cause: {cause}\n"
+            f"  fix:          {fix}"
+        )
+
+    # -- the learner's code, under a time limit ---------------------------------------------
+    def call(
+        self, function: Callable[..., T], *args: Any, timeout_s: float = CALL_TIMEOUT_S,
+        expected: str = "a result within the time limit",
+    ) -> T:
+        """Call the learner's ``function(*args)`` in a thread of its own, for at most
+        ``timeout_s``; a hang or an exception fails the check (the kernel never hangs)."""
+        if not callable(function):
+            self.fail(
+                measured=f"{function!r} is not a function",
+                expected="a function defined in the cell above",
+                cause="the cell that defines it has not run, or the name is reused",
+                fix="run the cell with your solution, then this one",
+            )
+        outcome: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+
+        def run() -> None:
+            try:
+                outcome.put((True, function(*args)))
+            except _Abandoned:
+                pass
+            except BaseException as error:  # the learner's exception, reported below
+                outcome.put((False, error))
+
+        thread = threading.Thread(target=run, name=f"check: {self.task}", daemon=True)
+        thread.start()
+        try:
+            ok, value = outcome.get(timeout=timeout_s)
+        except queue.Empty:
+            _interrupt(thread)
+            self.fail(
+                measured=f"no result after {timeout_s:g} s",
+                expected=expected,
+                cause="your code never finished: an endless loop, or a wait that never ends",
+                fix="make sure every loop ends and every wait has something that ends it",
+            )
+        if not ok:
+            self.fail(
+                measured=f"your code raised {type(value).__name__}: {value}",
+                expected=expected,
+                cause="an error in the solution cell",
+                fix="run your solution on its own and read its traceback",
+            )
+        return value  # type: ignore[no-any-return]
+
+    def run(
+        self, make_coroutine: Callable[[], Coroutine[Any, Any, T]], *,
+        timeout_s: float = CALL_TIMEOUT_S, expected: str = "a result within the time limit",
+    ) -> T:
+        """Run the learner's coroutine on a fresh event loop in a thread of its own, for at
+        most ``timeout_s``, as pytest's async plugins do."""
+
+        def on_its_own_loop() -> T:
+            return asyncio.run(asyncio.wait_for(make_coroutine(), timeout_s))
+
+        # the thread's own bound catches a coroutine that blocks its loop (no timer fires then)
+        try:
+            return self.call(on_its_own_loop, timeout_s=timeout_s + 1.0, expected=expected)
+        except AssertionError as failure:
+            if "TimeoutError" in str(failure):
+                self.fail(
+                    measured=f"no result after {timeout_s:g} s",
+                    expected=expected,
+                    cause="your coroutine is still waiting: an await that never ends",
+                    fix="check what each await waits for",
+                )
+            raise
+
+    # -- serving and loading ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def serve(self, app: Any, *, threshold_ms: float = 50.0) -> Iterator[servers.Server]:
+        """Serve the learner's app for the check's requests; always stopped afterwards."""
+        try:
+            server = servers.serve(
+                app, name=f"check · {self.task}", threshold_ms=threshold_ms,
+                startup_timeout_s=STARTUP_TIMEOUT_S,
+            )
+        except Exception as error:
+            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            self.fail(
+                measured=f"the app did not start: {type(error).__name__}: {first_line}",
+                expected="an app that starts and accepts requests",
+                cause="an error at import or in the lifespan, or not a FastAPI app",
+                fix="serve it yourself with serve(app) and read the traceback",
+            )
+        try:
+            yield server
+        finally:
+            server.stop(timeout=STOP_TIMEOUT_S)
+
+    def load(
+        self, target: servers.Server | str, path: str | Sequence[str] = "/", **options: Any
+    ) -> loadgen.LoadResult:
+        """``helpers.load`` with a timeout on every request and no progress bar."""
+        options.setdefault("timeout_s", REQUEST_TIMEOUT_S)
+        options.setdefault("progress", False)
+        return _untampered_load()(target, path, **options)
+
+
+def _untampered_load() -> Callable[..., loadgen.LoadResult]:
+    """``loadgen.load`` as its module defines it, even if a cell replaced it meanwhile (the
+    module is then run again; its idle load processes end with the kernel)."""
+    code = getattr(loadgen.load, "__code__", None)
+    if getattr(code, "co_filename", None) != loadgen.__file__:
+        importlib.reload(loadgen)
+    return loadgen.load
+
+
+def _interrupt(thread: threading.Thread) -> None:
+    """Raise ``_Abandoned`` inside ``thread``: it stops a pure-Python loop that overran (a
+    thread stuck in a blocking call ends only when the call does; it is a daemon)."""
+    if thread.ident is not None and thread.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(_Abandoned)
+        )
