@@ -32,7 +32,7 @@ from helpers.checks._core import Check, describe_blocks, graded
 __all__ = [
     "ORDERS",
     "OVEN_S",
-    "PASTA",
+    "MENU",
     "check_chefs_needed",
     "check_cook",
     "check_evening_in_order",
@@ -55,10 +55,10 @@ REQUEST_TIMEOUT_S = 5.0
 BLOCKED_SHARE = 0.3
 """Loop blocks adding up to this share of the run mean the chef stood in front of the oven."""
 
-PASTA = {"orders": 5, "prep_min": 6.0, "oven_min": 3.0}
-"""Task 3's menu: hand-made pasta, prep-heavy, as in the lesson's "When the prep is the work"."""
-PASTA_DEADLINE_MIN = 18.0
-"""Task 3c: serve all five pasta orders within this many simulated minutes."""
+MENU = {"orders": 5, "prep_min": 6.0, "oven_min": 3.0}
+"""Task 3's menu: fresh gnocchi, prep-heavy, as in the lesson's "When the prep is the work"."""
+DEADLINE_MIN = 18.0
+"""Task 3c: serve all five gnocchi orders within this many simulated minutes."""
 ANSWER_TOLERANCE_MIN = 0.5
 """A predicted figure may be off by this much (the arithmetic gives whole minutes here)."""
 
@@ -122,12 +122,16 @@ def _errors(check: Check, result: loadgen.LoadResult, what: str) -> None:
     """Fail with the learner's own exception when the endpoint reported one."""
     for record in result.records:
         if record.status is not None and record.status >= 400:
-            detail = _json_field(record.body, "error") or record.body[:200]
+            detail = str(_json_field(record.body, "error") or record.body[:200])
+            unwritten = detail.startswith("NotImplementedError")
             check.fail(
-                measured=f"{record.path} answered {record.status}: your code raised {detail}",
+                measured=f"{record.path} answered {record.status}: your code raised "
+                f"{detail.rstrip(': ')}",
                 expected=what,
-                cause="an error in the solution cell",
-                fix="call your function in a cell of its own (`await ...`) and read the "
+                cause="the solution is not written yet" if unwritten
+                else "an error in the solution cell",
+                fix="replace `raise NotImplementedError()` with your code" if unwritten
+                else "call your function in a cell of its own (`await ...`) and read the "
                 "traceback",
             )
 
@@ -371,18 +375,18 @@ def _number(check: Check, answer: Any, name: str, unit: str) -> float:
 
 
 def _cooked(check: Check, chefs: int) -> kitchen.KitchenResult:
-    """The pasta kitchen cooked for real by ``chefs`` asynchronous chefs."""
-    return check.call(kitchen.run_kitchen, "async", PASTA["orders"], PASTA["prep_min"],
-                      PASTA["oven_min"], chefs, timeout_s=20.0)
+    """The gnocchi kitchen cooked for real by ``chefs`` asynchronous chefs."""
+    return check.call(kitchen.run_kitchen, "async", MENU["orders"], MENU["prep_min"],
+                      MENU["oven_min"], chefs, timeout_s=20.0)
 
 
 def _menu() -> str:
-    return (f"{PASTA['orders']:g} orders, {PASTA['prep_min']:g} min prep, "
-            f"{PASTA['oven_min']:g} min in the oven")
+    return (f"{MENU['orders']:g} orders, {MENU['prep_min']:g} min prep, "
+            f"{MENU['oven_min']:g} min in the oven")
 
 
 def _predicted(chefs: int = 1) -> kitchen.KitchenResult:
-    return kitchen.predict("async", int(PASTA["orders"]), PASTA["prep_min"], PASTA["oven_min"],
+    return kitchen.predict("async", int(MENU["orders"]), MENU["prep_min"], MENU["oven_min"],
                            chefs)
 
 
@@ -401,14 +405,14 @@ def _check_minutes(check: Check, answer: Any, name: str, ideal: float, measured:
 
 @graded
 def check_one_async_chef(answer: Any) -> None:
-    """Task 3a: the minute one asynchronous chef serves the last of the pasta orders."""
-    with Check("Task 3a · one asynchronous chef, pasta menu") as check:
+    """Task 3a: the minute one asynchronous chef serves the last of the gnocchi orders."""
+    with Check("Task 3a · one asynchronous chef, gnocchi menu") as check:
         ideal = _predicted().total_minutes
         measured = _cooked(check, 1).total_minutes
         _check_minutes(
             check, answer, "ONE_ASYNC_CHEF_MIN", ideal, measured, "the last dish served",
             cause="the chef's hands do every prep one after another; only oven time overlaps",
-            fix=f"add up the preps ({PASTA['orders']:g} × {PASTA['prep_min']:g} min), then the "
+            fix=f"add up the preps ({MENU['orders']:g} × {MENU['prep_min']:g} min), then the "
             "last dish's oven",
         )
 
@@ -420,7 +424,7 @@ def check_first_dish(answer: Any) -> None:
     with Check("Task 3b · when order 1 reaches its table") as check:
         ideal = _predicted().records[0].served
         measured = _cooked(check, 1).records[0].served
-        out_of_oven = PASTA["prep_min"] + PASTA["oven_min"]
+        out_of_oven = MENU["prep_min"] + MENU["oven_min"]
         _check_minutes(
             check, answer, "FIRST_DISH_MIN", ideal, measured, "order 1 served",
             cause=f"order 1 leaves the oven at minute {out_of_oven:g}, but the chef is mid-prep "
@@ -431,7 +435,7 @@ def check_first_dish(answer: Any) -> None:
 
 @graded
 def check_chefs_needed(answer: Any) -> None:
-    """Task 3c: the fewest asynchronous chefs who serve the pasta menu within the deadline."""
+    """Task 3c: the fewest asynchronous chefs who serve the gnocchi menu within the deadline."""
     with Check("Task 3c · how many chefs") as check:
         chefs = _number(check, answer, "CHEFS_NEEDED", "chefs")
         if chefs != int(chefs) or not 1 <= chefs <= 10:
@@ -445,12 +449,12 @@ def check_chefs_needed(answer: Any) -> None:
         ideal = _predicted(hired).total_minutes
         fewer = _predicted(hired - 1).total_minutes if hired > 1 else math.inf
         measured = _cooked(check, hired).total_minutes
-        deadline = PASTA_DEADLINE_MIN
+        deadline = DEADLINE_MIN
         if ideal > deadline:
             check.fail(
                 measured=f"{hired} asynchronous chef{'s' if hired > 1 else ''}: the last dish "
                 f"at minute {ideal:g} (cooked just now: {measured:.1f})",
-                expected=f"all {PASTA['orders']:g} orders served within {deadline:g} minutes",
+                expected=f"all {MENU['orders']:g} orders served within {deadline:g} minutes",
                 cause="too few hands: prep needs a chef's hands, and await does not add any",
                 fix="hire more: count the preps each chef must do one after another",
             )
@@ -463,6 +467,6 @@ def check_chefs_needed(answer: Any) -> None:
                 fix="try one chef fewer with `helpers.kitchen.predict`",
             )
         check.passed(
-            f"{hired} asynchronous chefs serve the {_menu()} menu by minute {ideal:g} (cooked "
-            f"just now: {measured:.1f}); {hired - 1} would need {fewer:g}"
+            f"{hired} asynchronous chefs serve the gnocchi menu ({_menu()}) by minute "
+            f"{ideal:g} (cooked just now: {measured:.1f}); {hired - 1} would need {fewer:g}"
         )

@@ -223,11 +223,15 @@ def _answered(check: Check, result: loadgen.LoadResult, stuck: str, expected: st
                 fix="check what each await waits for, and that nothing blocks",
             )
         if record.status >= 400:
+            detail = str(_body(record).get("error") or record.body[:200])
+            unwritten = detail.startswith("NotImplementedError")
             check.fail(
-                measured=f"your code raised {_body(record).get('error') or record.body[:200]}",
+                measured=f"your code raised {detail.rstrip(': ')}",
                 expected=expected,
-                cause="an error in the solution cell",
-                fix="await your function in a cell of its own and read the traceback",
+                cause="the solution is not written yet" if unwritten
+                else "an error in the solution cell",
+                fix="replace `raise NotImplementedError()` with your code" if unwritten
+                else "await your function in a cell of its own and read the traceback",
             )
 
 
