@@ -4,6 +4,11 @@
     python3 course.py lab    # opens JupyterLab at notebooks/index.ipynb
     python3 course.py test   # runs the whole test suite (the command CI runs)
 
+For instructors (README.md, "For instructors"; these install nbgrader, the `grading` extra):
+
+    python3 course.py exercises                  # regenerate exercises/ from solutions/
+    python3 course.py grade SUBMISSIONS [--out DIR] [--workers N] [--timeout S] ...
+
 Only the standard library is used here, so it runs on a fresh machine with Python 3.11+.
 The environment lives in .venv next to this file and is rebuilt when pyproject.toml changes.
 """
@@ -97,8 +102,26 @@ def test(args: list[str]) -> int:
     return subprocess.call(command, cwd=ROOT, env=environment_variables())
 
 
+def _grading(command: str, args: list[str]) -> int:
+    """Run ``python -m helpers.grading COMMAND`` in the environment with nbgrader installed."""
+    ensure_environment("grading")
+    # the caller's working folder stays, so that relative paths they give mean what they mean
+    return subprocess.call(
+        [str(BIN / "python"), "-m", "helpers.grading", "--course", str(ROOT), command, *args],
+        env=environment_variables(),
+    )
+
+
+def exercises(args: list[str]) -> int:
+    return _grading("exercises", args)
+
+
+def grade(args: list[str]) -> int:
+    return _grading("grade", args)
+
+
 def main() -> int:
-    commands = {"lab": lab, "test": test}
+    commands = {"lab": lab, "test": test, "exercises": exercises, "grade": grade}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__.strip())
         return 2
