@@ -18,6 +18,7 @@ import numbers
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,6 +53,8 @@ RAW_BELOW_S = 0.8 * OVEN_S
 """A dish served sooner than this never spent its time in the oven."""
 REQUEST_TIMEOUT_S = 5.0
 """Ten oven times: a request still waiting by then is waiting for something that never comes."""
+FREE_TIMEOUT_S = 2.0
+"""Longest a check spends interrupting a server loop that the learner's busy code holds."""
 BLOCKED_SHARE = 0.3
 """Loop blocks adding up to this share of the run mean the chef stood in front of the oven."""
 
@@ -160,8 +163,11 @@ def _free(server: servers.Server) -> str:
         if cell is not None:
             place = f"cell In[{cell}], line {lineno}"
         where = f"{place} `{linecache.getline(filename, lineno).strip()}`"
-    _core._interrupt(thread)
-    thread.join(1.0)
+    # each pending request may run the busy code in turn: interrupt until the loop is free
+    deadline = time.monotonic() + FREE_TIMEOUT_S
+    while thread.is_alive() and time.monotonic() < deadline:
+        _core._interrupt(thread)
+        thread.join(0.1)
     return f"the event loop was still held at {where or 'an unknown line'} when the check ended"
 
 

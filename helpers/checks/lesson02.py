@@ -405,18 +405,29 @@ async def _keep_scenario(fire_and_forget: Callable[[Any], Any]) -> dict[str, Any
 
     coroutine = wait_for_nothing()
     started = weakref.ref(coroutine)
-    returned = fire_and_forget(coroutine)
+    try:
+        returned = fire_and_forget(coroutine)
+    except BaseException:
+        coroutine.close()  # unstarted: closed, it never warns from some later cell
+        raise
     del coroutine
     is_coroutine = inspect.iscoroutine(returned)
     if is_coroutine:
-        returned.close()  # never ran; closing it keeps Python from warning about it
+        # an async def: calling it ran nothing. Close both coroutines now, quietly: dropped,
+        # they would warn on stderr at some later garbage collection, in some later cell.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            returned.close()
+            del returned
+            gc.collect()
+        return {"started": "task" in seen, "async_def": True}
     del returned
     for _ in range(3):
         await asyncio.sleep(0)
     leftover = started()
     if leftover is not None and inspect.getcoroutinestate(leftover) == inspect.CORO_CREATED:
         leftover.close()  # never started: close it rather than have it warn later
-        return {"started": False, "async_def": is_coroutine}
+        return {"started": False, "async_def": False}
     del leftover
     gc.collect()
     task = seen["task"]() if "task" in seen else None
