@@ -18,7 +18,7 @@ from typing import Any
 __all__ = ["GradeCell", "Row", "grade_cells", "task_reasons", "write_csv", "write_notice"]
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_REASON_CHARS = 160
+_REASON_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -84,8 +84,11 @@ def _why(cell: dict[str, Any], cell_timeout_s: float | None) -> str:
             return f"ran past the cell timeout{limit} and was interrupted"
         if name == "KeyboardInterrupt":
             return "ran past the cell timeout and was interrupted"
-        first = value.strip().splitlines()[0] if value.strip() else ""
-        return _short(f"{name}: {first}" if first else name)
+        lines = [line.strip() for line in value.strip().splitlines()]
+        text = f"{name}: {lines[0]}" if lines else name
+        # a check's failure names its likely cause on a line of its own: the part to act on
+        cause = next((line for line in lines[1:] if line.startswith("likely cause:")), None)
+        return _short(f"{text} ({cause})" if cause else text)
     for output in outputs:
         if output.get("output_type") == "stream" and output.get("name") == "stderr":
             return _short(f"wrote to stderr: {_text(output.get('text', '')).strip()}")

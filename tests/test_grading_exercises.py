@@ -1,0 +1,115 @@
+"""The committed student notebooks are what `course.py exercises` makes from solutions/, and the
+real exercises grade as promised with real nbgrader: every solution notebook scores full marks,
+every untouched exercise 0, with a reason for each task and the notebook run to its end.
+
+After editing a notebook in solutions/, run `python3 course.py exercises` and commit exercises/.
+"""
+
+from __future__ import annotations
+
+import csv
+import filecmp
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from helpers.grading._course import assignments_in
+from helpers.grading._report import grade_cells
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURE = ROOT / "tests" / "fixtures" / "grading"
+SOURCES = [
+    pytest.param(ROOT / "solutions", ROOT / "exercises", id="course"),
+    pytest.param(FIXTURE / "solutions", FIXTURE / "exercises", id="fixture"),
+]
+# Graded one at a time (--workers 1): the checks time real servers, and in the full suite this
+# file shares the machine's 2 cores with the other tests. 8 notebooks took 70-85 s here.
+REAL_BATCH_BOUND_S = 300
+
+
+def _cli(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.grading", "--course", str(ROOT), *args],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd,
+    )
+
+
+def _differences(left: Path, right: Path, below: str = "") -> list[str]:
+    compared = filecmp.dircmp(
+        left, right, ignore=[*filecmp.DEFAULT_IGNORES, ".ipynb_checkpoints"])
+    found = [f"only generated: {below}{n}" for n in compared.left_only]
+    found += [f"only committed: {below}{n}" for n in compared.right_only]
+    _, mismatch, errors = filecmp.cmpfiles(left, right, compared.common_files, shallow=False)
+    found += [f"differs: {below}{n}" for n in mismatch + errors]
+    for name in compared.common_dirs:
+        found += _differences(left / name, right / name, f"{below}{name}/")
+    return found
+
+
+@pytest.mark.parametrize(("solutions", "exercises"), SOURCES)
+def test_committed_exercises_are_what_the_command_generates(
+    solutions: Path, exercises: Path, tmp_path: Path,
+) -> None:
+    if not assignments_in(solutions):
+        pytest.skip(f"{solutions.relative_to(ROOT)} holds no assignment yet: nothing to compare")
+    generated = tmp_path / "exercises"
+    run = _cli("--solutions", str(solutions), "exercises", "--exercises", str(generated),
+               cwd=tmp_path, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    drift = []
+    for name in assignments_in(solutions):
+        if not (exercises / name).is_dir():
+            drift.append(f"missing: {name}/")
+        else:
+            drift += _differences(generated / name, exercises / name, f"{name}/")
+    # a generated folder whose source is gone (files beside the folders, like .gitkeep, stay)
+    drift += [f"no source: {name}/" for name in assignments_in(exercises)
+              if name not in assignments_in(solutions)]
+    assert not drift, (
+        f"{exercises.relative_to(ROOT)} is not what {solutions.relative_to(ROOT)} generates "
+        f"({', '.join(drift)}): run `python3 course.py exercises` and commit the result"
+    )
+
+
+def test_generating_twice_gives_the_same_bytes(tmp_path: Path) -> None:
+    runs = []
+    for name in ("first", "second"):
+        run = _cli("--solutions", str(FIXTURE / "solutions"), "exercises", "--exercises", name,
+                   cwd=tmp_path, timeout=180)
+        assert run.returncode == 0, run.stdout + run.stderr
+        runs.append(tmp_path / name)
+    assert not _differences(*runs)
+    again = _cli("--solutions", str(FIXTURE / "solutions"), "exercises", "--exercises", "first",
+                 cwd=tmp_path, timeout=180)
+    assert "fixture.ipynb: up to date" in again.stdout
+
+
+def test_solutions_score_full_marks_and_untouched_exercises_zero(tmp_path: Path) -> None:
+    names = assignments_in(ROOT / "solutions")
+    if not names:
+        pytest.skip("solutions/ holds no assignment yet")
+    download = tmp_path / "download"
+    download.mkdir()
+    for name in names:
+        (download / f"solution_{name}.ipynb").write_bytes(
+            (ROOT / "solutions" / name / f"{name}.ipynb").read_bytes())
+        (download / f"untouched_{name}.ipynb").write_bytes(
+            (ROOT / "exercises" / name / f"{name}.ipynb").read_bytes())
+    run = _cli("grade", str(download), "--out", str(tmp_path / "out"), "--workers", "1",
+               cwd=tmp_path, timeout=REAL_BATCH_BOUND_S)
+    assert run.returncode == 0, run.stdout + run.stderr
+    with (tmp_path / "out" / "gradebook.csv").open(encoding="utf-8") as source:
+        rows = {(r["student"], r["assignment"]): r for r in csv.DictReader(source)}
+    for name in names:
+        cells = grade_cells(ROOT / "solutions" / name / f"{name}.ipynb")
+        solved, untouched = rows["solution", name], rows["untouched", name]
+        assert (solved["status"], solved["reason"]) == ("graded", "full marks"), solved
+        assert float(solved["total"]) == float(solved["max"]) == sum(c.points for c in cells)
+        assert untouched["status"] == "graded" and float(untouched["total"]) == 0, untouched
+        for cell in cells:
+            # the reason names every task, and the feedback page shows the failure itself
+            assert f"{cell.grade_id}: " in untouched["reason"], (cell, untouched["reason"])
+        page = tmp_path / "out" / "feedback" / "untouched" / name / f"{name}.html"
+        assert page.read_text().count("✘") >= 1
