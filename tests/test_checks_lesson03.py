@@ -5,15 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
+import nbformat
 import pytest
 from fastapi import FastAPI
+from nbclient import NotebookClient
 
 from helpers.checks import fresh
 
@@ -119,11 +123,6 @@ def assert_passes(capfd: pytest.CaptureFixture[str], name: str, *args: Any) -> s
 
 
 # -- Task 1 --------------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["check_forecast", "check_order", "check_version", "check_hash"])
-def test_each_handler_check_passes_the_solution(capfd, name):
-    assert_passes(capfd, name, SOLUTION)
-
-
 def test_async_everywhere_fails_the_blocking_handlers_at_their_line(capfd):
     message = assert_fails(capfd, "check_order", ASYNC_EVERYWHERE, cause="blocked the event loop")
     assert "`time.sleep(LATENCY)`" in message and "plain `def order(...)`" in message
@@ -199,3 +198,57 @@ def test_set_default_executor_is_named_the_knob_that_does_nothing(capfd):
 def test_a_limiter_changed_after_yield_or_not_at_all_fails(capfd):
     assert_fails(capfd, "check_tokens", too_late, cause="not changed on the server's loop")
     assert_fails(capfd, "check_tokens", None, cause="not a function")
+
+
+# -- the solution notebook, solved and untouched --------------------------------------------
+NOTEBOOK = Path(__file__).resolve().parent.parent / "solutions" / "03_def_vs_async_def"
+
+
+def execute_exercise(folder: Path, *, untouched: bool) -> dict[str, tuple[str, str]]:
+    """Run the exercise's source notebook in a fresh kernel (``untouched``: each solution region
+    replaced by nbgrader's stub); return each graded cell's (stdout, error) and the kernel's
+    last word; fail on any stderr output."""
+    notebook = nbformat.read(folder / f"{folder.name}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if untouched and cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = re.sub(
+                r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
+                r"\1# YOUR CODE HERE\n\1raise NotImplementedError()",
+                cell.source,
+                flags=re.S,
+            )
+    notebook.cells.append(nbformat.v4.new_code_cell("print('the kernel is alive')"))
+    NotebookClient(
+        notebook, timeout=60, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    stderr = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert stderr == [], stderr
+    verdicts = {}
+    for cell in notebook.cells:
+        nbgrader = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not nbgrader.get("grade"):
+            continue
+        grade_id = nbgrader["grade_id"]
+        out = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        errors = [o.get("evalue", "") for o in cell.outputs if o.output_type == "error"]
+        verdicts[grade_id] = (out, errors[0] if errors else "")
+    last = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    verdicts["kernel"] = (last, "")
+    return verdicts
+
+
+def test_the_solution_notebook_passes_every_graded_cell():
+    verdicts = execute_exercise(NOTEBOOK, untouched=False)
+    assert len(verdicts) == 7, verdicts
+    for grade_id, (out, error) in verdicts.items():
+        assert error == "", f"{grade_id}: {error}"
+        assert grade_id == "kernel" or out.startswith("✔ Task"), (grade_id, out)
+
+
+def test_the_untouched_notebook_fails_every_graded_cell_and_the_kernel_survives():
+    verdicts = execute_exercise(NOTEBOOK, untouched=True)
+    assert verdicts.pop("kernel") == ("the kernel is alive\n", "")
+    assert len(verdicts) == 6, verdicts
+    for grade_id, (out, error) in verdicts.items():
+        assert out == "" and error, (grade_id, out, error)

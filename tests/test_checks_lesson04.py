@@ -5,11 +5,15 @@ deletes the work, an exception, a hang); none writes to stderr; a hang fails wit
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+from pathlib import Path
 from typing import Any
 
+import nbformat
 import pytest
 from fastapi import HTTPException, Request
+from nbclient import NotebookClient
 from starlette.concurrency import run_in_threadpool
 
 from helpers.checks import fresh
@@ -134,34 +138,12 @@ def assert_fails(capfd, name: str, *args: Any, cause: str) -> str:
     return message
 
 
-def assert_passes(capfd, name: str, *args: Any) -> str:
-    passed, message = run_check(name, *args)
-    out, err = capfd.readouterr()
-    assert passed, message
-    assert out.startswith("✔ Task") and out.count("\n") == 1, out
-    assert err == "", err
-    return out
-
-
-@pytest.mark.parametrize(
-    ("name", "fix"),
-    [("check_dependency", current_user), ("check_middleware", audit),
-     ("check_report", report), ("check_timeout", quote)],
-)
-def test_each_check_passes_its_fix(capfd, name, fix):
-    assert_passes(capfd, name, fix)
-
-
-@pytest.mark.parametrize(
-    ("name", "original", "line"),
-    [("check_dependency", current_user_blocking, "time.sleep(WORK_S)"),
-     ("check_middleware", audit_blocking, "time.sleep(WORK_S)"),
-     ("check_report", report_blocking, "time.sleep(WORK_S)")],
-)
-def test_the_blocking_original_fails_naming_the_line_and_the_fix(capfd, name, original, line):
-    message = assert_fails(capfd, name, original, cause="blocked the event loop for")
-    assert "at test_checks_lesson04.py:" in message and f"`{line}" in message
-    assert "fix:" in message and ("def" in message or "run_in_threadpool" in message)
+def test_the_blocking_original_fails_naming_the_line_and_the_fix(capfd):
+    # the notebook's untouched run below fails the dependency's and the middleware's originals
+    message = assert_fails(capfd, "check_report", report_blocking, cause="blocked the event loop")
+    assert re.search(r"`/report` blocked the event loop for \d+ ms at test_checks_lesson04.py:\d+ "
+                     r"`time.sleep\(WORK_S\)`", message), message
+    assert "plain `def`" in message and "run_in_threadpool" in message
 
 
 @pytest.mark.parametrize(
@@ -197,3 +179,65 @@ def test_timeouts_that_are_missing_or_always_fire_fail(capfd):
 
 def test_not_a_function_fails(capfd):
     assert_fails(capfd, "check_report", None, cause="not a function")
+
+
+# -- the solution notebook, solved and untouched --------------------------------------------
+NOTEBOOK = Path(__file__).resolve().parent.parent / "solutions" / "04_blocking_the_loop"
+
+
+def execute_exercise(folder: Path, *, untouched: bool) -> dict[str, tuple[str, str]]:
+    """Run the exercise's source notebook in a fresh kernel (``untouched``: each solution region
+    replaced by nbgrader's stub); return each graded cell's (stdout, error) and the kernel's
+    last word; fail on any stderr output."""
+    notebook = nbformat.read(folder / f"{folder.name}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        if untouched and cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = re.sub(
+                r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
+                r"\1# YOUR CODE HERE\n\1raise NotImplementedError()",
+                cell.source,
+                flags=re.S,
+            )
+    notebook.cells.append(nbformat.v4.new_code_cell("print('the kernel is alive')"))
+    NotebookClient(
+        notebook, timeout=60, kernel_name="python3", allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    ).execute()
+    stderr = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
+    assert stderr == [], stderr
+    verdicts = {}
+    for cell in notebook.cells:
+        nbgrader = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not nbgrader.get("grade"):
+            continue
+        grade_id = nbgrader["grade_id"]
+        out = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+        errors = [o.get("evalue", "") for o in cell.outputs if o.output_type == "error"]
+        verdicts[grade_id] = (out, errors[0] if errors else "")
+    last = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
+    verdicts["kernel"] = (last, "")
+    return verdicts
+
+
+def test_the_solution_notebook_passes_every_graded_cell():
+    verdicts = execute_exercise(NOTEBOOK, untouched=False)
+    assert len(verdicts) == 5, verdicts
+    for grade_id, (out, error) in verdicts.items():
+        assert error == "", f"{grade_id}: {error}"
+        assert grade_id == "kernel" or out.startswith("✔ Task"), (grade_id, out)
+
+
+def test_the_untouched_notebook_fails_each_task_with_the_line_the_watch_blamed():
+    verdicts = execute_exercise(NOTEBOOK, untouched=True)
+    assert verdicts.pop("kernel") == ("the kernel is alive\n", "")
+    for grade_id, path in [("task1_dependency", "/profile"), ("task2_middleware", "/orders"),
+                           ("task3_body", "/report")]:
+        out, error = verdicts.pop(grade_id)
+        assert out == "", out
+        assert re.search(
+            rf"`{path}` blocked the event loop for \d+ ms at cell In\[\d+\], line \d+ "
+            r"`time.sleep\(WORK_S\)`", error
+        ), error
+    out, error = verdicts.pop("task4_deadline")
+    assert out == "" and "'quote' is not defined" in error, error
+    assert verdicts == {}

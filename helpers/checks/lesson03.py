@@ -45,8 +45,8 @@ HASH_FLOOR_S = 0.1
 """A ``/hash`` request faster than this did not hash (the exercise sizes it to about 0.3 s)."""
 BLOCK_MS = 100.0
 """A loop block this long or longer counts against a handler (a thread start is a few ms)."""
-REQUEST_TIMEOUT_S = 4.0
-"""Longest any one request of Task 1 may take: more than ten times a handler's work."""
+REQUEST_TIMEOUT_S = 3.0
+"""Longest any one request of Task 1 may take: ten times a handler's work."""
 BURST = 6
 """Concurrent requests per handler: one after another they take 6 × 0.3 s = 1.8 s."""
 TOKENS = 100
@@ -157,7 +157,17 @@ def _floor(check: Check, path: str, record: loadgen.RequestRecord, floor_s: floa
 
 
 def _long_blocks(blocks: Sequence[loopwatch.LoopBlock]) -> list[loopwatch.LoopBlock]:
-    return [b for b in blocks if b.duration_ms >= BLOCK_MS and not b.is_garbage_collection]
+    """Blocks of ``BLOCK_MS`` or more in which the loop's own thread ran the learner's code.
+
+    Not the others: on a busy machine a correct ``def`` handler's loop can wait 100 ms or more
+    for the GIL or a core (seen: 116 ms beside four hashing workers at load average 4.8), and
+    that is the machine's contention, not the keyword's."""
+    return [
+        b for b in blocks
+        if b.duration_ms >= BLOCK_MS
+        and b.cause == loopwatch.CAUSE_LOOP
+        and not loopwatch.is_library_file(b.filename)
+    ]
 
 
 def _blame(path: str, block: loopwatch.LoopBlock) -> str:

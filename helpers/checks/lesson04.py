@@ -36,8 +36,9 @@ FLOOR_S = 0.8 * WORK_S
 """A request faster than this did not do its work."""
 BLOCK_MS = 100.0
 """A loop block this long or longer fails a fix (a thread start takes a few ms)."""
-HEALTH_P95_S = 0.2
-"""``/health`` p95 bound while the fixed endpoint works (a blocked loop makes it ~0.5 s+)."""
+HEALTH_P95_S = 0.25
+"""``/health`` p95 bound while the fixed endpoint works: milliseconds on a quiet machine, a
+tenth of a second or two on a busy one; a blocked loop makes it 0.5 s or more."""
 REQUEST_TIMEOUT_S = 3.0
 """Longest any one request may take: six times the work."""
 DEADLINE_S = 0.3
@@ -165,9 +166,13 @@ class _Run:
                 cause="the code fails when several requests run at once",
                 fix=self.fix,
             )
+        # only the loop's own thread running the learner's code: on a busy machine a correct
+        # fix's loop can wait 100 ms or more for the GIL or a core, which is not the fix's doing
         blocks = [
             b for b in result.loop_blocks
-            if b.duration_ms >= BLOCK_MS and not b.is_garbage_collection
+            if b.duration_ms >= BLOCK_MS
+            and b.cause == loopwatch.CAUSE_LOOP
+            and not loopwatch.is_library_file(b.filename)
         ]
         if blocks:
             more = f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""
