@@ -100,9 +100,12 @@ EXPLAIN_TWO = (
 
 A_S, B_S = 0.6, 0.3
 """Task 2's two waits, as in the lesson."""
-TOGETHER_BOUND_S = 0.85
-"""Task 2: both done in under this. Ideal the longer wait (0.6 s); in turn 0.9 s, but waits in
-turn are caught by their order, not the clock. Seen here: 0.60-0.62 s, busy or not."""
+TOGETHER_BOUND_S = 0.95
+"""Task 2: both done in under this. Ideal the longer wait (0.6 s); waits in turn (0.9 s) are
+caught by their order, not the clock, and a blocking call by the loop watch. Seen here over
+10 runs: 0.60-0.61 s; 0.60-0.71 s beside a busy process; blocking 0.6 s first, 1.20-1.22 s."""
+BLOCKED_LIMIT_S = 0.25
+"""Task 2: loop blocks adding up to this fail on their own (a correct run shows none)."""
 SAVE_S = 0.3
 """Task 3a: how long saving an order takes."""
 CHECKOUTS = 6
@@ -307,7 +310,8 @@ def check_together(together: Callable[..., Any]) -> None:
                 fix="return `[result_a, result_b]`",
             )
         took_s = result.records[0].latency_s
-        if took_s > TOGETHER_BOUND_S:
+        blocked_s = sum(block.duration_ms for block in result.loop_blocks) / 1000.0
+        if took_s > TOGETHER_BOUND_S or blocked_s >= BLOCKED_LIMIT_S:
             check.fail(
                 measured=f"the request took {took_s:.2f} s",
                 expected=f"about the longer wait ({A_S:g} s; under {TOGETHER_BOUND_S:g} s)",
