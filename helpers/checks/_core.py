@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import ctypes
 import functools
+import gc
 import importlib
 import io
 import queue
@@ -107,6 +108,10 @@ class Check:
         error: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        # Collect now, while stderr is still caught: a coroutine the learner created and never
+        # awaited warns ("never awaited") when it is collected, which would otherwise happen in
+        # some later cell and show there as red text.
+        gc.collect()
         sys.stderr = self._previous_stderr
 
     # -- verdicts ---------------------------------------------------------------------------
@@ -213,6 +218,12 @@ class Check:
             yield server
         finally:
             server.stop(timeout=STOP_TIMEOUT_S)
+            thread = server._thread
+            if thread.is_alive():  # abandoned: its loop is stuck in the learner's code
+                # A busy loop there would keep burning CPU and slow every later check; stop
+                # it. (Stuck in a blocking call, the thread ends only when the call does.)
+                _interrupt(thread)
+                thread.join(STOP_TIMEOUT_S)
 
     def load(
         self, target: servers.Server | str, path: str | Sequence[str] = "/", **options: Any
