@@ -103,13 +103,24 @@ def test_grade_refuses_a_download_it_cannot_place_and_lists_every_file(tmp_path:
     _touch(tmp_path / "download" / "fixture.ipynb")
     _touch(tmp_path / "download" / "alice_fixture.ipynb")
     _touch(tmp_path / "download" / "essay.ipynb")
+    _touch(tmp_path / "out" / "gradebook.csv", "last week's grades")
     run = _cli("--solutions", str(FIXTURE_SOLUTIONS), "grade", "download", "--out", "out",
                cwd=tmp_path)
     assert run.returncode == 2, run.stdout + run.stderr
     assert "2 notebook(s)" in run.stderr and "could not be placed" in run.stderr
     assert "fixture.ipynb: no student id in its name or its folder's name" in run.stderr
     assert "essay.ipynb: names no assignment being graded (fixture)" in run.stderr
-    assert not (tmp_path / "out" / "gradebook.csv").exists()
+    # a refused batch leaves the last run's results alone
+    assert (tmp_path / "out" / "gradebook.csv").read_text() == "last week's grades"
+
+
+def test_grade_refuses_an_out_folder_that_holds_the_submissions(tmp_path: Path) -> None:
+    _touch(tmp_path / "download" / "alice_fixture.ipynb")
+    run = _cli("--solutions", str(FIXTURE_SOLUTIONS), "grade", "download", "--out", ".",
+               cwd=tmp_path)
+    assert run.returncode == 2
+    assert "holds the submissions" in run.stderr
+    assert (tmp_path / "download" / "alice_fixture.ipynb").exists()
 
 
 def test_grade_names_an_unknown_assignment(tmp_path: Path) -> None:

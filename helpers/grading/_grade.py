@@ -109,12 +109,10 @@ def _prepare(options: GradeOptions) -> tuple[list[str], Collected]:
     names = list(options.assignments) or available
     if not options.submissions.is_dir():
         raise GradingError(f"{options.submissions} is not a folder")
-    for owned in _OWNED:
-        target = options.out / owned
-        if target.is_dir():
-            shutil.rmtree(target)
-        elif target.exists():
-            target.unlink()
+    if options.submissions.resolve().is_relative_to(options.out.resolve()):
+        # grading rebuilds its own folders in --out: it must never touch what it grades
+        raise GradingError(f"--out {options.out} holds the submissions: choose another folder")
+    shutil.rmtree(options.out / "collected", ignore_errors=True)
     collected = collect(
         options.submissions, names, options.out / "collected", options.pattern
     )
@@ -130,6 +128,15 @@ def _prepare(options: GradeOptions) -> tuple[list[str], Collected]:
             f"no notebooks for {', '.join(names)} in {options.submissions}"
             + (f" (skipped: {', '.join(collected.skipped)})" if collected.skipped else "")
         )
+    # only now that the batch can start: the last run's results go
+    for owned in _OWNED:
+        target = options.out / owned
+        if owned == "collected":
+            continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
     graded = sorted({s.assignment for s in collected.submissions})
     return graded, collected
 
