@@ -17,8 +17,9 @@ def no_servers_left_behind():
     assert not leftover, f"the test left servers running: {leftover}"
 
 
-# Test files that time real sleeps and real CPU work, or burn CPU on purpose: they run one after
-# another on one xdist worker, so that no two of them share the 2 cores at once.
+# Test files that time real sleeps and real CPU work, burn CPU on purpose, or run whole notebooks:
+# they run one after another on one xdist worker, so that no two of them share the 2 cores at
+# once.
 TIMING_FILES = {
     "test_kitchen.py",
     "test_cpu.py",
@@ -27,6 +28,15 @@ TIMING_FILES = {
     "test_server.py",
     "test_lab_browser.py",
     "test_workers.py",
+    # the exercise checks serve and time learners' code (sleeps of hundreds of ms, hangs), and
+    # the grading tests run whole exercise notebooks, checks included, under real nbgrader
+    "test_checks_core.py",
+    "test_checks_lesson01.py",
+    "test_checks_lesson02.py",
+    "test_checks_lesson03.py",
+    "test_checks_lesson04.py",
+    "test_grading.py",
+    "test_grading_exercises.py",
 }
 
 
