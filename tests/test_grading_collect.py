@@ -84,6 +84,18 @@ def test_what_cannot_be_placed_is_listed_with_the_reason(tmp_path: Path) -> None
     assert result.skipped == ["notes.txt"]
 
 
+def test_notebooks_of_assignments_not_graded_this_time_are_skipped(tmp_path: Path) -> None:
+    download = tmp_path / "download"
+    _touch(download / "alice_01_kitchen.ipynb")
+    _touch(download / "alice_02_event_loop.ipynb")
+    _touch(download / "alice_homework.ipynb")
+    result = collect(download, ["01_kitchen"], tmp_path / "staging", None, ASSIGNMENTS)
+    assert [s.found_as for s in result.submissions] == ["alice_01_kitchen.ipynb"]
+    assert result.skipped == ["alice_02_event_loop.ipynb"]
+    assert result.unplaced == [
+        ("alice_homework.ipynb", "names no assignment being graded (01_kitchen)")]
+
+
 def test_a_pattern_reads_any_other_scheme(tmp_path: Path) -> None:
     download = tmp_path / "download"
     _touch(download / "week3" / "ex-01_kitchen--s1234.ipynb")

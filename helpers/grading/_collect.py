@@ -144,22 +144,29 @@ def _walk(folder: Path, prefix: PurePosixPath, staging: Path) -> list[tuple[Pure
 
 
 def collect(
-    folder: Path, assignments: list[str], staging: Path, pattern: str | None = None
+    folder: Path, assignments: list[str], staging: Path, pattern: str | None = None,
+    also_known: list[str] | None = None,
 ) -> Collected:
     """Place every notebook in ``folder`` (and in the zip files there) as one student's
-    submission of one of ``assignments``; zip files are extracted into ``staging``."""
+    submission of one of ``assignments``; zip files are extracted into ``staging``. Notebooks
+    of the ``also_known`` assignments (not graded this time) are skipped, not refused."""
     compiled = re.compile(pattern) if pattern else None
+    known = sorted({*assignments, *(also_known or [])})
     result = Collected()
     seen: dict[tuple[str, str], Submission] = {}
     for shown, path in _walk(folder, PurePosixPath(), staging):
         if path.suffix.lower() != ".ipynb":
             result.skipped.append(str(shown))
             continue
-        placed = _place(shown, assignments, compiled)
+        placed = _place(shown, known, compiled)
         if isinstance(placed, str):
-            result.unplaced.append((str(shown), placed))
+            result.unplaced.append((str(shown), placed.replace(", ".join(known),
+                                                               ", ".join(assignments))))
             continue
         student, assignment = placed
+        if assignment not in assignments:
+            result.skipped.append(str(shown))
+            continue
         submission = Submission(student, assignment, path, str(shown))
         earlier = seen.get(placed)
         if earlier is not None:

@@ -114,7 +114,7 @@ def _prepare(options: GradeOptions) -> tuple[list[str], Collected]:
         raise GradingError(f"--out {options.out} holds the submissions: choose another folder")
     shutil.rmtree(options.out / "collected", ignore_errors=True)
     collected = collect(
-        options.submissions, names, options.out / "collected", options.pattern
+        options.submissions, names, options.out / "collected", options.pattern, available
     )
     if collected.unplaced:
         listing = "\n".join(f"  {name}: {why}" for name, why in collected.unplaced)
@@ -153,7 +153,7 @@ def grade(options: GradeOptions) -> GradeResult:
     out = options.out
     names, collected = _prepare(options)
     for skipped in collected.skipped:
-        options.log(f"skipped (not a notebook): {skipped}")
+        options.log(f"skipped (not a notebook, or not of {', '.join(names)}): {skipped}")
     options.log(
         f"collected {len(collected.submissions)} notebook(s) of "
         f"{len({s.student for s in collected.submissions})} student(s) for {', '.join(names)}"
