@@ -213,7 +213,7 @@ def test_the_batch_is_graded_completely_within_its_bound(graded: dict[str, Any])
     expected = {_student(s) for s in BATCH} | {NOT_A_NOTEBOOK}
     assert set(graded["rows"]) == expected
     assert graded["seconds"] < BATCH_BOUND_S, graded["stdout"]
-    assert "skipped (not a notebook, or not of fixture): readme.txt" in graded["stdout"]
+    assert "skipped 1 file(s), not notebooks of fixture: readme.txt" in graded["stdout"]
 
 
 def test_the_gradebook_has_a_column_per_task_then_total_max_status_reason(

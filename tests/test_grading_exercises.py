@@ -26,8 +26,10 @@ SOURCES = [
     pytest.param(ROOT / "solutions", ROOT / "exercises", id="course"),
     pytest.param(FIXTURE / "solutions", FIXTURE / "exercises", id="fixture"),
 ]
-# Graded one at a time (--workers 1): the checks time real servers, and in the full suite this
-# file shares the machine's 2 cores with the other tests. One notebook took 10-17 s here.
+# The default 2 workers: a class of 30 (exercise 04 solved) scored 30/30 full marks with 2 and
+# with 4 workers on a quiet machine, and 29/30 with 1 and with 2 beside other sessions' busy
+# loops (the same check, task 2's loop watch, both times): the worker count did not change the
+# verdicts. One notebook took 6-23 s here; these 11 took 148 s with 1 worker on a busy machine.
 REAL_BATCH_BOUND_S = 400
 
 
@@ -120,7 +122,7 @@ def test_solutions_score_full_marks_and_untouched_exercises_zero(tmp_path: Path)
         for student, text in HOSTILE_KITCHENS.items():
             (download / f"{student}_01_kitchen.ipynb").write_text(text)
     started = time.monotonic()
-    run = _cli("grade", str(download), "--out", str(tmp_path / "out"), "--workers", "1",
+    run = _cli("grade", str(download), "--out", str(tmp_path / "out"), "--workers", "2",
                cwd=tmp_path, timeout=REAL_BATCH_BOUND_S + 60)
     seconds = time.monotonic() - started
     assert run.returncode == 0, run.stdout + run.stderr

@@ -152,8 +152,10 @@ def grade(options: GradeOptions) -> GradeResult:
     started = time.monotonic()
     out = options.out
     names, collected = _prepare(options)
-    for skipped in collected.skipped:
-        options.log(f"skipped (not a notebook, or not of {', '.join(names)}): {skipped}")
+    if collected.skipped:
+        shown = ", ".join(collected.skipped[:5]) + (", …" if len(collected.skipped) > 5 else "")
+        options.log(f"skipped {len(collected.skipped)} file(s), not notebooks of "
+                    f"{', '.join(names)}: {shown}")
     options.log(
         f"collected {len(collected.submissions)} notebook(s) of "
         f"{len({s.student for s in collected.submissions})} student(s) for {', '.join(names)}"
