@@ -2,7 +2,7 @@
 (tests/fixtures/grading): the solution scores full marks, the untouched exercise 0 with a reason
 per task, and a batch of broken and hostile submissions is graded completely, one row each.
 
-One batch of 16 submissions is graded once for the whole module (2 workers, cells bounded to
+One batch of 18 submissions is graded once for the whole module (2 workers, cells bounded to
 6 s, submissions to 30 s), the way an instructor runs it: a folder downloaded from an LMS, with
 flat files, a folder per student, zip files and Canvas-style names.
 """
@@ -159,6 +159,20 @@ BATCH: dict[str, tuple[dict[str, Any], dict[str, float], str, str]] = {
         _insert_before(_solved("both_solution"), SOLVED_ONE, "import sys\nsys.stderr = sys.stdout"),
         {SOLVED_ONE: 0, SOLVED_TWO: 10}, "graded", r"^task1_double: AssertionError: ✘ Task 1",
     ),
+    # a server's log line on stderr during a graded cell: IgnorePattern drops it (nbgrader
+    # would score any stderr 0); any other stderr still costs the task
+    "server_log_line": (
+        _set_source(_solved(), "double_solution",
+                    "import sys\n\n\ndef double(x):\n    print('INFO:     Started server "
+                    "process [42]', file=sys.stderr)\n    return 2 * x"),
+        FULL, "graded", r"^full marks$",
+    ),
+    "writes_stderr": (
+        _set_source(_solved(), "double_solution",
+                    "import sys\n\n\ndef double(x):\n    print('oops', file=sys.stderr)\n"
+                    "    return 2 * x"),
+        {SOLVED_ONE: 0, SOLVED_TWO: 10}, "graded", r"^task1_double: wrote to stderr: oops",
+    ),
     "huge_output": (
         _insert_before(_solved(), "both_solution", "for i in range(200_000):\n    print(i)"),
         FULL, "graded", r"^full marks$",
@@ -254,7 +268,8 @@ def test_every_submission_gets_a_feedback_page(graded: dict[str, Any]) -> None:
 
 
 def test_the_untouched_exercise_feedback_says_per_task_why(graded: dict[str, Any]) -> None:
-    page = (graded["out"] / "feedback" / "untouched" / "fixture" / "fixture.html").read_text()
+    student = _student("untouched")
+    page = (graded["out"] / "feedback" / student / "fixture" / "fixture.html").read_text()
     assert "Task 1: double() still raises NotImplementedError" in page
     assert "Task 2: both() still raises NotImplementedError" in page
     assert "Score: 0.0 / 20.0" in page or re.search(r"0(\.0)? / 20", page)
