@@ -2,7 +2,7 @@
 (tests/fixtures/grading): the solution scores full marks, the untouched exercise 0 with a reason
 per task, and a batch of broken and hostile submissions is graded completely, one row each.
 
-One batch of 18 submissions is graded once for the whole module (2 workers, cells bounded to
+One batch of 18 submissions is graded once for all the tests here (2 workers, cells bounded to
 6 s, submissions to 30 s), the way an instructor runs it: a folder downloaded from an LMS, with
 flat files, a folder per student, zip files and Canvas-style names.
 """
@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import csv
+import fcntl
 import json
+import os
 import re
 import subprocess
 import sys
@@ -203,10 +205,30 @@ def _student(row_id: str) -> str:
     return f"{row_id.replace('_', '')}_{len(row_id)}" if scheme == 3 else row_id
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def graded(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Grade the whole batch once with the real CLI; its rows, output and wall time."""
-    base = tmp_path_factory.mktemp("grading")
+    """The batch's rows, the grading output and its wall time: graded once per test run.
+
+    pytest-xdist may run this file's tests on both workers (seen here despite conftest.py's
+    per-file xdist_group): the first to need it grades the batch under a lock, the other
+    reads the result it saved.
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        return _grade_batch(tmp_path_factory.mktemp("grading"))
+    shared = tmp_path_factory.getbasetemp().parent  # one folder per run, shared by workers
+    with (shared / "grading-batch.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        saved = shared / "grading-batch.json"
+        if not saved.exists():
+            result = _grade_batch(shared / "grading-batch")
+            saved.write_text(json.dumps({**result, "out": str(result["out"])}))
+        result = json.loads(saved.read_text())
+    return {**result, "out": Path(result["out"])}
+
+
+def _grade_batch(base: Path) -> dict[str, Any]:
+    """Grade the whole batch with the real CLI; its rows, output and wall time."""
+    base.mkdir(parents=True, exist_ok=True)
     submissions, out = base / "downloaded", base / "out"
     submissions.mkdir()
     for student, (notebook, *_) in BATCH.items():
