@@ -40,6 +40,9 @@ TIMING_FILES = {
 }
 
 
+# tryfirst: xdist's worker reads each item's xdist_group marks in its own collection hook, to
+# add the group to the item's id; a mark added after that hook has run is silently ignored.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the lesson notebooks and the timing tests one after another on one xdist worker;
     spread the rest by file.

@@ -11,8 +11,6 @@ GROUPED = """
 import os, time
 import pytest
 
-pytestmark = pytest.mark.xdist_group("together")
-
 @pytest.mark.parametrize("i", range(6))
 def test_records_its_worker(i):
     time.sleep(0.1)  # long enough that an idle second worker would take some
@@ -21,10 +19,23 @@ def test_records_its_worker(i):
 """
 
 
+# The group is added the way tests/conftest.py adds it: by a collection hook.
+CONFTEST = """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items):
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group("together"))
+"""
+
+
 def test_xdist_groups_are_honoured(tmp_path: Path) -> None:
-    """Six tests in one xdist_group all run on one of two workers (with pytest 9 and
-    pytest-xdist 3.8 they were spread over both: the group was silently ignored)."""
+    """Six tests put in one xdist_group by a conftest hook, as tests/conftest.py does, all run
+    on one of two workers. They were spread over both, the group silently ignored, with pytest 9
+    (pytest-xdist 3.8), and with the hook running after xdist's own (no tryfirst)."""
     (tmp_path / "test_grouped.py").write_text(GROUPED)
+    (tmp_path / "conftest.py").write_text(CONFTEST)
     (tmp_path / "pytest.ini").write_text("[pytest]\n")  # not this repository's settings
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-q",
