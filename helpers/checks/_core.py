@@ -218,12 +218,6 @@ class Check:
             yield server
         finally:
             server.stop(timeout=STOP_TIMEOUT_S)
-            thread = server._thread
-            if thread.is_alive():  # abandoned: its loop is stuck in the learner's code
-                # A busy loop there would keep burning CPU and slow every later check; stop
-                # it. (Stuck in a blocking call, the thread ends only when the call does.)
-                _interrupt(thread)
-                thread.join(STOP_TIMEOUT_S)
 
     def load(
         self, target: servers.Server | str, path: str | Sequence[str] = "/", **options: Any
