@@ -38,10 +38,10 @@ CLAIMS = {
     # two jobs, faster of two runs each: threads "two jobs' time or more, every time" (measured
     # 2.16-3.04x; 1.8 allows a calibration that underestimated the machine, as in lesson 03) ...
     "2 jobs in def (2 threads)": Within(1.8, 4.0),
-    # ... processes "about one job's time on a quiet machine ... up to about two jobs' time (2.2
-    # in our busiest run)" on the shared machine (measured 1.21-2.19x, load average up to 2.8);
-    # the ratio to the threads is checked below
-    "2 jobs in the process pool (2 processes)": Within(0.95, 2.4),
+    # ... processes "about one job's time on a quiet machine ... up to about three jobs' time
+    # beside a program that kept a core busy (3.25 in our busiest run)" (measured 1.21-2.19x on
+    # the shared machine); the ratio to the threads is checked below
+    "2 jobs in the process pool (2 processes)": Within(0.95, 3.5),
     # more jobs than cores: "two rounds of two: about twice what two jobs took in the cell before
     # (0.7 to 1.4 times that ideal in our runs)" (ideal = 2 x the two-job pool run; measured
     # 0.68-1.1 on a machine shared with other jobs: the two-job run is itself noisy)
@@ -50,11 +50,10 @@ CLAIMS = {
     # quick calibration underestimated the machine and a job is shorter than 0.4 s, as lesson
     # 03's test explains) ...
     "2 jobs on 1 uvicorn worker": Within(1.5, 4.5),
-    # ... two workers "about half of that on a quiet machine ... when other programs hold a core,
-    # less of a gain (up to about two jobs' time in our busiest runs ...)" (measured 1.21-1.83x,
-    # and 2.29x once with one run per worker count while pip installed packages beside the
-    # suite; now the faster of two runs); the ratio to one worker is asserted below
-    "2 jobs on 2 uvicorn workers": Within(0.95, 2.4),
+    # ... two workers "about half of that on a quiet machine" (measured 1.21-1.83x), and "when
+    # another program keeps a core busy ... about as long as one worker (2.8 jobs' time in our
+    # busiest run ...)": one worker's bound; the ratio to one worker is asserted below
+    "2 jobs on 2 uvicorn workers": Within(0.95, 4.5),
     # BackgroundTasks: "answers at once ... in milliseconds" (measured 4.8-6.2 ms)
     "slowest /order answer, its task still to run": STAYED_FAST,
     # "starved the loop just as four computing def requests did (a median probe of tens of
@@ -87,20 +86,23 @@ def test_lesson_06_runs_and_its_claims_hold():
     assert all(cause == "gil" and waited == "True" and "worker" in threads for cause, waited, threads in verdicts), verdicts
     said = re.findall(r"^  (loop blocked .*)$", text, re.M)
     assert said and all("waiting for the GIL while worker" in line and "burn(n)  # computes in a worker thread" in line for line in said), said
-    # threads vs processes: "roughly halved" on a quiet machine, "0.5 to 0.9 of the threads' in
-    # our runs" on the shared one
+    # threads vs processes: "roughly halved" on a quiet machine, "0.5 to 0.9 of the threads' ...
+    # and close to all of it (0.93) beside a program that kept a core busy": never slower,
+    # give or take the noise of one run
     ratio = float(re.search(r"^the pool took ([\d.]+) of the threads' time$", text, re.M).group(1))
-    assert 0.35 <= ratio <= 0.9, ratio
+    assert 0.35 <= ratio <= 1.05, ratio
     # a notebook function in a spawn pool: the cell sees BrokenProcessPool, the worker's cause is shown
     assert re.search(r"^the cell got: +BrokenProcessPool: A process in the process pool was terminated abruptly", text, re.M)
     assert re.search(r"^the worker died of: +AttributeError: Can't get attribute 'cube' on <module '__main__'", text, re.M)
     assert re.search(r"^burn\(1000\) in a worker process: 832504$", text, re.M)
     assert re.search(r"^default start method here: (fork|spawn|forkserver)$", text, re.M)
     # uvicorn workers: two processes served the two jobs, in "about half" one worker's time on a
-    # quiet machine, "less of a gain" on a busy one (measured 0.53-0.58): faster, at the least
+    # quiet machine (measured 0.53-0.58), and "down to none at all" of a gain when another
+    # program keeps a core busy (0.96 measured beside a `while True` process): never slower,
+    # give or take the noise of one run
     assert "with 2 workers, the 2 jobs were served by 2 different processes" in text
     one, two = measured["2 jobs on 1 uvicorn worker"], measured["2 jobs on 2 uvicorn workers"]
-    assert two / one <= 0.9, f"2 workers {two:.2f} s, 1 worker {one:.2f} s"
+    assert two / one <= 1.1, f"2 workers {two:.2f} s, 1 worker {one:.2f} s"
     # each worker's memory: "a few tens of MiB" private (measured 33 MiB), RSS >= PSS >= USS
     memory = re.findall(r"^worker \d+: RSS (\d+) MiB, PSS (\d+) MiB, private \(USS\) (\d+) MiB$", text, re.M)
     assert len(memory) == 2, memory
