@@ -23,9 +23,12 @@ import functools
 import gc
 import importlib
 import io
+import linecache
+import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -35,7 +38,7 @@ from typing import Any, NoReturn, TypeVar
 from helpers import loadgen, loopwatch
 from helpers import server as servers
 
-__all__ = ["Check", "describe_blocks", "graded"]
+__all__ = ["Check", "ErrorNotes", "blame", "describe_blocks", "graded", "stuck_line"]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,6 +84,44 @@ def describe_blocks(blocks: Sequence[loopwatch.LoopBlock], limit: int = 3) -> st
     if len(blocks) > limit:
         lines.append(f"... and {len(blocks) - limit} more")
     return "; ".join(lines)
+
+
+class ErrorNotes(logging.Handler):
+    """Keeps the exceptions uvicorn logs for the endpoints, to quote on a 500."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.errors: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            self.errors.append(f"{type(error).__name__}: {error}")
+
+
+def stuck_line(server: servers.Server) -> str:
+    """Where the loop is held right now, if its heartbeat has been silent for a second."""
+    watch = server.watch
+    if time.perf_counter() - watch._last_beat < 1.0 or watch._loop_thread_id is None:
+        return ""
+    frame = sys._current_frames().get(watch._loop_thread_id)
+    if frame is None:
+        return ""
+    filename, lineno, _ = loopwatch._key(frame)
+    code = linecache.getline(filename, lineno).strip()
+    return f"{loopwatch._where(filename, lineno)} `{code}`"
+
+
+def blame(path: str, block: loopwatch.LoopBlock) -> str:
+    """A loop block in a failure's words: "`/report` blocked the event loop for 480 ms at
+    cell In[7], line 3 `time.sleep(0.5)`" when the learner's code held it, else the watch's
+    own account."""
+    if block.cause == loopwatch.CAUSE_LOOP and block.where:
+        return (
+            f"`{path}` blocked the event loop for {block.duration_ms:.0f} ms at "
+            f"{block.where} `{block.code.split('  #')[0]}`"
+        )
+    return f"while `{path}` ran: {block}"
 
 
 class Check:

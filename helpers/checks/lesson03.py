@@ -10,25 +10,21 @@ then sends 100 blocking ``def`` requests at once and counts how many slept toget
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import gc
 import json
-import linecache
 import logging
 import os
 import re
 import secrets
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import FastAPI
 
 from helpers import loadgen, loopwatch
 from helpers import server as servers
-from helpers.checks._core import Check, graded
+from helpers.checks._core import Check, ErrorNotes, blame, graded, stuck_line
 
 __all__ = [
     "check_forecast",
@@ -57,20 +53,7 @@ DEFAULT_TOKENS = 40
 
 
 # -- Task 1 · four handlers ---------------------------------------------------------------
-class _ErrorNotes(logging.Handler):
-    """Keeps the exceptions uvicorn logs for the endpoints, to quote on a 500."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.errors: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            self.errors.append(f"{type(error).__name__}: {error}")
-
-
-def _errors_after(notes: _ErrorNotes) -> str:
+def _errors_after(notes: ErrorNotes) -> str:
     """The last exception an endpoint raised, as uvicorn logged it (it logs just after the 500
     goes out, so wait a moment for it)."""
     deadline = time.perf_counter() + 0.5
@@ -81,7 +64,7 @@ def _errors_after(notes: _ErrorNotes) -> str:
 
 def _request(check: Check, server: servers.Server, path: str) -> loadgen.RequestRecord:
     """One request alone; any failure (no route, an error, no answer) fails the check."""
-    notes = _ErrorNotes()
+    notes = ErrorNotes()
     uvicorn_log = logging.getLogger("uvicorn.error")
     uvicorn_log.addHandler(notes)
     try:
@@ -111,7 +94,7 @@ def _request(check: Check, server: servers.Server, path: str) -> loadgen.Request
 
 
 def _fail_unanswered(check: Check, server: servers.Server, path: str, error: str) -> None:
-    stuck = _stuck_line(server)
+    stuck = stuck_line(server)
     check.fail(
         measured=f"GET {path}: {error}"
         + (f"; the event loop is still held at {stuck}" if stuck else ""),
@@ -119,19 +102,6 @@ def _fail_unanswered(check: Check, server: servers.Server, path: str, error: str
         cause="the handler never finished: an endless loop or a wait that never ends",
         fix="keep each body as given and change only the keyword in front of `def`",
     )
-
-
-def _stuck_line(server: servers.Server) -> str:
-    """Where the loop is held right now, if its heartbeat has been silent for a second."""
-    watch = server.watch
-    if time.perf_counter() - watch._last_beat < 1.0 or watch._loop_thread_id is None:
-        return ""
-    frame = sys._current_frames().get(watch._loop_thread_id)
-    if frame is None:
-        return ""
-    filename, lineno, _ = loopwatch._key(frame)
-    code = linecache.getline(filename, lineno).strip()
-    return f"{loopwatch._where(filename, lineno)} `{code}`"
 
 
 def _json(check: Check, path: str, record: loadgen.RequestRecord) -> Any:
@@ -170,16 +140,6 @@ def _long_blocks(blocks: Sequence[loopwatch.LoopBlock]) -> list[loopwatch.LoopBl
     ]
 
 
-def _blame(path: str, block: loopwatch.LoopBlock) -> str:
-    """``/orders/7 blocked the event loop for 300 ms at cell In[3], line 9 `time.sleep(...)```."""
-    if block.cause == loopwatch.CAUSE_LOOP and block.where:
-        return (
-            f"`{path}` blocked the event loop for {block.duration_ms:.0f} ms at "
-            f"{block.where} `{block.code.split('  #')[0]}`"
-        )
-    return f"while `{path}` ran: {block}"
-
-
 def _burst(
     check: Check, server: servers.Server, paths: Sequence[str]
 ) -> loadgen.LoadResult:
@@ -202,21 +162,10 @@ def _served_by(result: loadgen.LoadResult) -> str:
     return ", ".join(f"{who} ×{count}" for who, count in result.served_by.most_common(4))
 
 
-
-@contextlib.contextmanager
-def _collected() -> Iterator[None]:
-    """Collect garbage before the check ends, while its stderr is still caught: a coroutine
-    the learner's code never awaited warns when it is collected, and later, in a passing cell,
-    that warning would reach stderr (nbgrader scores such a cell 0)."""
-    try:
-        yield
-    finally:
-        gc.collect()
-
 @graded
 def check_forecast(app: Any) -> None:
     """Task 1a: the handler that awaits an async call runs on the loop, and six overlap."""
-    with Check("Task 1a · /forecast awaits") as check, _collected(), check.serve(app) as server:
+    with Check("Task 1a · /forecast awaits") as check, check.serve(app) as server:
         city = f"city-{secrets.token_hex(3)}"
         record = _request(check, server, f"/forecast/{city}")
         body = _json(check, "/forecast", record)
@@ -241,7 +190,7 @@ def check_forecast(app: Any) -> None:
         blocks = _long_blocks(result.loop_blocks)
         if blocks:
             check.fail(
-                measured=_blame("/forecast", blocks[0]),
+                measured=blame("/forecast", blocks[0]),
                 expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
                 cause="something in the handler holds the loop instead of awaiting",
                 fix="`await fetch_forecast(city)`, as given",
@@ -262,7 +211,7 @@ def check_forecast(app: Any) -> None:
 @graded
 def check_order(app: Any) -> None:
     """Task 1b: the handler that makes a blocking call keeps it off the loop; six overlap."""
-    with Check("Task 1b · /orders blocks") as check, _collected(), check.serve(app) as server:
+    with Check("Task 1b · /orders blocks") as check, check.serve(app) as server:
         order = secrets.randbelow(9000) + 1000
         record = _request(check, server, f"/orders/{order}")
         body = _json(check, "/orders", record)
@@ -278,7 +227,7 @@ def check_order(app: Any) -> None:
         blocks = _long_blocks(result.loop_blocks)
         if blocks:
             check.fail(
-                measured=_blame("/orders", blocks[0])
+                measured=blame("/orders", blocks[0])
                 + (f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""),
                 expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
                 cause="`lookup_order` blocks its thread, and in `async def` that thread is the "
@@ -301,7 +250,7 @@ def check_order(app: Any) -> None:
 @graded
 def check_version(app: Any) -> None:
     """Task 1c: the trivial handler stays on the loop: no thread trip for a constant."""
-    with Check("Task 1c · /version is trivial") as check, _collected(), check.serve(app) as server:
+    with Check("Task 1c · /version is trivial") as check, check.serve(app) as server:
         record = _request(check, server, "/version")
         body = _json(check, "/version", record)
         if not isinstance(body, dict) or "version" not in body:
@@ -327,7 +276,7 @@ def check_version(app: Any) -> None:
 @graded
 def check_hash(app: Any) -> None:
     """Task 1d: the handler that hashes (C code, a busy core) keeps the hashing off the loop."""
-    with Check("Task 1d · /hash computes") as check, _collected(), check.serve(app) as server:
+    with Check("Task 1d · /hash computes") as check, check.serve(app) as server:
         digests = set()
         for _ in range(2):
             password = secrets.token_hex(4)
@@ -354,7 +303,7 @@ def check_hash(app: Any) -> None:
         blocks = _long_blocks(result.loop_blocks)
         if blocks:
             check.fail(
-                measured=_blame("/hash", blocks[0])
+                measured=blame("/hash", blocks[0])
                 + (f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""),
                 expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
                 cause="hashing keeps its thread busy until it is done; in `async def` that "
@@ -454,7 +403,7 @@ def _fail_tokens(check: Check, server: servers.Server, tokens: int, measured: st
 @graded
 def check_tokens(more_threads: Any) -> None:
     """Task 2a: the lifespan gives the server's threadpool 100 tokens."""
-    with Check("Task 2a · the knob that works") as check, _collected():
+    with Check("Task 2a · the knob that works") as check:
         app, _ = _roomy_app(check, more_threads)
         with check.serve(app) as server:
             tokens = int(_on_loop(check, server, _limiter_tokens))
@@ -472,7 +421,7 @@ def _limiter_tokens() -> float:
 @graded
 def check_one_round(more_threads: Any) -> None:
     """Task 2b: 100 blocking `def` requests sleep all at once, in about one round of 0.5 s."""
-    with Check("Task 2b · 100 requests in one round") as check, _collected():
+    with Check("Task 2b · 100 requests in one round") as check:
         app, gauge = _roomy_app(check, more_threads)
         with check.serve(app) as server:
             tokens = int(_on_loop(check, server, _limiter_tokens))

@@ -11,22 +11,18 @@ answers.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
-import linecache
 import logging
 import secrets
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
 from helpers import loadgen, loopwatch
 from helpers import server as servers
-from helpers.checks._core import Check, graded
+from helpers.checks._core import Check, ErrorNotes, blame, graded, stuck_line
 
 __all__ = ["check_dependency", "check_middleware", "check_report", "check_timeout"]
 
@@ -47,42 +43,6 @@ PROBES = 24
 PROBE_EVERY_S = 0.025
 
 
-class _ErrorNotes(logging.Handler):
-    """Keeps the exceptions uvicorn logs for the endpoints, to quote on a 500."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.errors: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            self.errors.append(f"{type(error).__name__}: {error}")
-
-
-def _stuck_line(server: servers.Server) -> str:
-    """Where the loop is held right now, if its heartbeat has been silent for a second."""
-    watch = server.watch
-    if time.perf_counter() - watch._last_beat < 1.0 or watch._loop_thread_id is None:
-        return ""
-    frame = sys._current_frames().get(watch._loop_thread_id)
-    if frame is None:
-        return ""
-    filename, lineno, _ = loopwatch._key(frame)
-    code = linecache.getline(filename, lineno).strip()
-    return f"{loopwatch._where(filename, lineno)} `{code}`"
-
-
-def _blame(path: str, block: loopwatch.LoopBlock) -> str:
-    """```/report` blocked the event loop for 480 ms at cell In[7], line 3 `time.sleep(0.5)```."""
-    if block.cause == loopwatch.CAUSE_LOOP and block.where:
-        return (
-            f"`{path}` blocked the event loop for {block.duration_ms:.0f} ms at "
-            f"{block.where} `{block.code.split('  #')[0]}`"
-        )
-    return f"while `{path}` ran: {block}"
-
-
 class _Run:
     """One check's requests to one app: a first request alone, then a probed burst."""
 
@@ -93,7 +53,7 @@ class _Run:
 
     def one(self, path: str, *, status: int = 200) -> loadgen.RequestRecord:
         """``path`` alone; no answer, or another status than ``status``, fails the check."""
-        notes = _ErrorNotes()
+        notes = ErrorNotes()
         uvicorn_log = logging.getLogger("uvicorn.error")
         uvicorn_log.addHandler(notes)
         try:
@@ -117,7 +77,7 @@ class _Run:
         return record
 
     def unanswered(self, path: str, error: str) -> None:
-        stuck = _stuck_line(self.server)
+        stuck = stuck_line(self.server)
         self.check.fail(
             measured=f"GET {path}: {error}"
             + (f"; the event loop is still held at {stuck}" if stuck else ""),
@@ -177,7 +137,7 @@ class _Run:
         if blocks:
             more = f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""
             self.check.fail(
-                measured=_blame(path.split("?")[0], blocks[0]) + more,
+                measured=blame(path.split("?")[0], blocks[0]) + more,
                 expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
                 cause="a blocking call still runs on the event loop's thread",
                 fix=self.fix,
@@ -221,17 +181,6 @@ def _passed_line(check: Check, calls: loadgen.LoadResult, health: loadgen.LoadRe
     )
 
 
-
-@contextlib.contextmanager
-def _collected() -> Iterator[None]:
-    """Collect garbage before the check ends, while its stderr is still caught: a coroutine
-    the learner's code never awaited warns when it is collected, and later, in a passing cell,
-    that warning would reach stderr (nbgrader scores such a cell 0)."""
-    try:
-        yield
-    finally:
-        gc.collect()
-
 @graded
 def check_dependency(current_user: Callable[..., Any]) -> None:
     """Task 1: `/profile`'s dependency no longer blocks the loop, and still looks the user up."""
@@ -239,7 +188,7 @@ def check_dependency(current_user: Callable[..., Any]) -> None:
         "use `await asyncio.sleep` or a plain `def` (FastAPI runs a `def` dependency in a "
         "worker thread)"
     )
-    with Check("Task 1 · the dependency") as check, _collected():
+    with Check("Task 1 · the dependency") as check:
         _require_function(check, current_user, "current_user")
         app = _app_with_health()
 
@@ -272,7 +221,7 @@ def check_middleware(audit: Callable[..., Any]) -> None:
         "a middleware must stay `async def`: send the blocking call to a worker thread with "
         "`await run_in_threadpool(ship_audit_line, ...)`"
     )
-    with Check("Task 2 · the middleware") as check, _collected():
+    with Check("Task 2 · the middleware") as check:
         _require_function(check, audit, "audit")
         app = _app_with_health()
 
@@ -320,7 +269,7 @@ def check_report(report: Callable[..., Any]) -> None:
         "make `report` a plain `def`, or keep `async def` and "
         "`await run_in_threadpool(run_sales_query, year)`"
     )
-    with Check("Task 3 · the body") as check, _collected():
+    with Check("Task 3 · the body") as check:
         _require_function(check, report, "report")
         app = _app_with_health()
         try:
@@ -364,7 +313,7 @@ def check_timeout(quote: Callable[..., Any]) -> None:
         "wrap the await in `async with asyncio.timeout(DEADLINE):` (or `asyncio.wait_for`) and "
         "turn TimeoutError into `HTTPException(504)`"
     )
-    with Check("Task 4 · a deadline") as check, _collected():
+    with Check("Task 4 · a deadline") as check:
         _require_function(check, quote, "quote")
         app = _app_with_health()
         try:
