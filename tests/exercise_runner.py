@@ -74,6 +74,14 @@ def run_exercise(path: Path, *, stubbed: bool = False) -> tuple[list[GradedCell]
     return graded, stderr, last
 
 
+def verdicts(path: Path, *, stubbed: bool = False) -> tuple[dict[str, tuple[str, str]], str]:
+    """``run_exercise`` as a mapping grade_id -> (stdout, error or ""), and the last cell's
+    output; fails on any stderr output."""
+    graded, stderr, last = run_exercise(path, stubbed=stubbed)
+    assert stderr == [], stderr
+    return {cell.grade_id: (cell.stdout, cell.error or "") for cell in graded}, last
+
+
 def assert_well_formed(path: Path, total_points: float) -> None:
     """Stored without outputs, a markdown cell before every code cell, nbgrader metadata that
     nbgrader accepts (schema 3, unique ids, points on graded cells), and the stated total."""

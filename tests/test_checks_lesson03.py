@@ -5,21 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import anyio.to_thread
-import nbformat
 import pytest
 from fastapi import FastAPI
-from nbclient import NotebookClient
 
 from helpers.checks import fresh
+from tests.exercise_runner import ALIVE, SOLUTIONS
+from tests.exercise_runner import verdicts as run_verdicts
 
 LATENCY = 0.3
 SALT = b"exercise 03"
@@ -201,54 +199,21 @@ def test_a_limiter_changed_after_yield_or_not_at_all_fails(capfd):
 
 
 # -- the solution notebook, solved and untouched --------------------------------------------
-NOTEBOOK = Path(__file__).resolve().parent.parent / "solutions" / "03_def_vs_async_def"
-
-
-def execute_exercise(folder: Path, *, untouched: bool) -> dict[str, tuple[str, str]]:
-    """Run the exercise's source notebook in a fresh kernel (``untouched``: each solution region
-    replaced by nbgrader's stub); return each graded cell's (stdout, error) and the kernel's
-    last word; fail on any stderr output."""
-    notebook = nbformat.read(folder / f"{folder.name}.ipynb", as_version=4)
-    for cell in notebook.cells:
-        if untouched and cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = re.sub(
-                r"( *)### BEGIN SOLUTION.*?### END SOLUTION",
-                r"\1# YOUR CODE HERE\n\1raise NotImplementedError()",
-                cell.source,
-                flags=re.S,
-            )
-    notebook.cells.append(nbformat.v4.new_code_cell("print('the kernel is alive')"))
-    NotebookClient(
-        notebook, timeout=60, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(folder)}},
-    ).execute()
-    stderr = [o for c in notebook.cells for o in c.get("outputs", []) if o.get("name") == "stderr"]
-    assert stderr == [], stderr
-    verdicts = {}
-    for cell in notebook.cells:
-        nbgrader = cell.metadata.get("nbgrader", {})
-        if cell.cell_type != "code" or not nbgrader.get("grade"):
-            continue
-        grade_id = nbgrader["grade_id"]
-        out = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
-        errors = [o.get("evalue", "") for o in cell.outputs if o.output_type == "error"]
-        verdicts[grade_id] = (out, errors[0] if errors else "")
-    last = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
-    verdicts["kernel"] = (last, "")
-    return verdicts
+NOTEBOOK_PATH = SOLUTIONS / "03_def_vs_async_def" / "03_def_vs_async_def.ipynb"
 
 
 def test_the_solution_notebook_passes_every_graded_cell():
-    verdicts = execute_exercise(NOTEBOOK, untouched=False)
-    assert len(verdicts) == 7, verdicts
+    verdicts, last = run_verdicts(NOTEBOOK_PATH)
+    assert last == f"{ALIVE}\n"
+    assert len(verdicts) == 6, verdicts
     for grade_id, (out, error) in verdicts.items():
         assert error == "", f"{grade_id}: {error}"
-        assert grade_id == "kernel" or out.startswith("✔ Task"), (grade_id, out)
+        assert out.startswith("✔ Task"), (grade_id, out)
 
 
 def test_the_untouched_notebook_fails_every_graded_cell_and_the_kernel_survives():
-    verdicts = execute_exercise(NOTEBOOK, untouched=True)
-    assert verdicts.pop("kernel") == ("the kernel is alive\n", "")
+    verdicts, last = run_verdicts(NOTEBOOK_PATH, stubbed=True)
+    assert last == f"{ALIVE}\n"
     assert len(verdicts) == 6, verdicts
     for grade_id, (out, error) in verdicts.items():
         assert out == "" and error, (grade_id, out, error)
