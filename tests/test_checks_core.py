@@ -13,7 +13,7 @@ import traceback
 import pytest
 from fastapi import FastAPI
 
-from helpers import loadgen
+from helpers import loadgen, loopwatch
 from helpers.checks import _core, fresh
 from helpers.checks._core import Check, describe_blocks, graded
 
@@ -173,6 +173,23 @@ def test_graded_trims_the_traceback_and_rewords_other_errors():
 
 def test_describe_blocks_empty():
     assert describe_blocks([]) == "no loop blocks"
+
+
+def block_at(lineno: int, start_s: float, ms: float) -> loopwatch.LoopBlock:
+    return loopwatch.LoopBlock(
+        start_s=start_s, end_s=start_s + ms / 1000, filename="app.py", lineno=lineno,
+        code=f"line_{lineno}()",
+    )
+
+
+def test_describe_blocks_adds_up_blocks_at_one_place_longest_first():
+    blocks = [block_at(5, 0.0, 1000), block_at(9, 2.0, 300), block_at(5, 3.0, 2000)]
+    assert describe_blocks(blocks) == (
+        "loop blocked 3000 ms in 2 blocks at app.py:5 `line_5()`; "
+        "loop blocked 300 ms at app.py:9 `line_9()`"
+    )
+    many = [block_at(line, float(line), 100 + line) for line in range(1, 6)]
+    assert describe_blocks(many, limit=2).endswith("; ... and 3 more places")
 
 
 @pytest.mark.parametrize("name", ["lesson1", "lessons01", "../lesson01", "", 1, None])

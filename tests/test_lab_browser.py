@@ -41,6 +41,10 @@ def lab(tmp_path):
     recorder = tmp_path / "record-browser.sh"
     recorder.write_text(f'#!/bin/sh\necho "$1" > {opened}\n')
     recorder.chmod(0o755)
+    # autosave off: a test that runs a course notebook must not write its outputs back into it
+    docmanager = tmp_path / "settings" / "@jupyterlab" / "docmanager-extension"
+    docmanager.mkdir(parents=True)
+    (docmanager / "plugin.jupyterlab-settings").write_text('{"autosave": false}')
     process = subprocess.Popen(
         [
             "python3", "course.py", "lab",
@@ -52,6 +56,7 @@ def lab(tmp_path):
             **os.environ,
             "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
             "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"),
+            "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
         },
     )
     try:
@@ -97,33 +102,49 @@ def test_lab_command_opens_the_course_index(lab, tmp_path):
             browser.close()
 
 
-def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
-    """The learner's view: Run All on lesson 00, then answer a quiz question by clicking."""
-    from playwright.sync_api import TimeoutError as PlaywrightTimeout
-    from playwright.sync_api import sync_playwright
-
+def lab_address(lab: str) -> tuple[str, str]:
+    """The server's base URL and token, from what JupyterLab asked the browser to open."""
     target = Path(lab.removeprefix("file://")).read_text() if lab.startswith("file://") else lab
     base = target.split("/lab/")[0].split("url=")[-1]
     token = target.split("token=")[1].split('"')[0]
+    return base, token
+
+
+def open_notebook(page, lab: str, path: str, heading: str) -> None:
+    """Open a notebook of the course and wait until its kernel is connected and idle."""
+    base, token = lab_address(lab)
+    page.goto(f"{base}/lab/tree/{path}?token={token}", timeout=60_000)
+    page.locator(".jp-RenderedMarkdown h1", has_text=heading).first.wait_for(timeout=60_000)
+    page.get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=90_000)
+
+
+def run_all(page) -> None:
+    """Run ▸ Run All Cells, the way a learner does; the first prompt turning into [1] proves
+    the run started (just after the kernel turns idle the menu item can still be inert)."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    first_prompt = page.locator(".jp-InputPrompt", has_text="[1]:").first
+    for _attempt in range(3):
+        page.get_by_role("menuitem", name="Run", exact=True).click()
+        page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
+        try:
+            first_prompt.wait_for(timeout=20_000)
+            return
+        except PlaywrightTimeout:
+            page.keyboard.press("Escape")
+    first_prompt.wait_for(timeout=1_000)
+
+
+def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
+    """The learner's view: Run All on lesson 00, then answer a quiz question by clicking."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{base}/lab/tree/notebooks/00_start_here.ipynb?token={token}", timeout=60_000)
-            page.locator(".jp-RenderedMarkdown h1", has_text="Start here").first.wait_for(timeout=60_000)
-            # Run All only once the kernel is connected and idle (earlier, the menu item can
-            # be inert); the first code cell's prompt turning into [1] proves the run started.
-            page.get_by_text("Python 3 (ipykernel) | Idle").first.wait_for(timeout=90_000)
-            first_prompt = page.locator(".jp-InputPrompt", has_text="[1]:").first
-            for _attempt in range(3):
-                page.get_by_role("menuitem", name="Run", exact=True).click()
-                page.get_by_role("menuitem", name="Run All Cells", exact=True).click()
-                try:
-                    first_prompt.wait_for(timeout=20_000)
-                    break
-                except PlaywrightTimeout:
-                    page.keyboard.press("Escape")
-            first_prompt.wait_for(timeout=1_000)
+            open_notebook(page, lab, "notebooks/00_start_here.ipynb", "Start here")
+            run_all(page)
 
             # the timing cell's line and the timeline picture appear
             page.locator(".jp-OutputArea-output", has_text="10 requests at once").first.wait_for(
@@ -146,3 +167,72 @@ def test_lesson_00_runs_in_jupyterlab_with_its_picture_and_quiz(lab, tmp_path):
             assert tracebacks.count() == 0
         finally:
             browser.close()
+
+
+BLOCKING_COOK = """async def cook(order):
+    time.sleep(OVEN_S)  # the chef stands in front of the oven
+    return f"dish {order}"
+"""
+ASYNC_COOK = """async def cook(order):
+    await asyncio.sleep(OVEN_S)  # the dish bakes while the chef takes other orders
+    return f"dish {order}"
+"""
+
+
+def test_exercise_01_gives_instant_feedback_in_jupyterlab(lab, tmp_path):
+    """A self-study learner in JupyterLab, no nbgrader: Run All stops at the first check, which
+    says the task is not written yet; a blocking chef fails with the line that held the loop;
+    the asynchronous chef passes with one ✔ line. The exercise file itself stays untouched."""
+    from playwright.sync_api import sync_playwright
+
+    exercise = ROOT / "exercises" / "01_kitchen" / "01_kitchen.ipynb"
+    before = exercise.read_bytes()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            open_notebook(
+                page, lab, "exercises/01_kitchen/01_kitchen.ipynb", "The kitchen — exercise"
+            )
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            solution, check = cells.nth(4), cells.nth(6)
+            assert "async def cook(order)" in solution.inner_text()
+            assert "check_cook(cook)" in check.inner_text()
+            run_all(page)
+
+            # 1. untouched: the check fails and says why; Run All stops there
+            unwritten = check.locator(".jp-OutputArea-output", has_text="not written yet")
+            unwritten.wait_for(timeout=60_000)
+            assert "replace `raise NotImplementedError()` with your code" in check.inner_text()
+            later_prompt = cells.nth(10).locator(".jp-InputPrompt").inner_text()
+            assert not any(c.isdigit() for c in later_prompt), f"Run All went on: {later_prompt}"
+
+            # 2. a blocking chef: the check names the line of the learner's cell that held the loop
+            def submit(code: str) -> None:
+                solution.locator(".cm-content").click()
+                page.keyboard.press("Control+A")
+                page.keyboard.insert_text(code)
+                page.keyboard.press("Shift+Enter")
+                check.locator(".jp-InputPrompt").click()
+                page.keyboard.press("Shift+Enter")
+
+            submit(BLOCKING_COOK)
+            blocked = check.locator(".jp-OutputArea-output", has_text="held the event loop")
+            blocked.wait_for(timeout=60_000)
+            feedback = check.inner_text()
+            assert "time.sleep(OVEN_S)" in feedback, feedback
+            assert "line 2" in feedback, feedback
+            page.screenshot(path=str(tmp_path / "exercise01_failing.png"))
+
+            # 3. the asynchronous chef: one ✔ line, and nothing else, in the check's output
+            submit(ASYNC_COOK)
+            passed = check.locator(".jp-OutputArea-output", has_text="✔")
+            passed.wait_for(timeout=60_000)
+            outputs = check.locator(".jp-OutputArea-output")
+            assert outputs.count() == 1, check.inner_text()
+            success = outputs.first.inner_text().strip()
+            assert success.startswith("✔ Task 1") and "\n" not in success, success
+            page.screenshot(path=str(tmp_path / "exercise01_passing.png"))
+        finally:
+            browser.close()
+    assert exercise.read_bytes() == before, "the browser session changed the exercise file"

@@ -77,12 +77,22 @@ def graded(function: F) -> F:
 
 
 def describe_blocks(blocks: Sequence[loopwatch.LoopBlock], limit: int = 3) -> str:
-    """The loop watch's records in one readable line each (at most ``limit`` of them)."""
+    """The loop watch's records in one readable line per place, longest first: blocks at the
+    same line with the same cause are added up ("3008 ms in 2 blocks at ...")."""
     if not blocks:
         return "no loop blocks"
-    lines = [str(block) for block in blocks[:limit]]
-    if len(blocks) > limit:
-        lines.append(f"... and {len(blocks) - limit} more")
+    places: dict[str, list[float]] = {}
+    for block in blocks:
+        # str(block) is "loop blocked N ms <where and why>": the part after the figure is the place
+        place = str(block).split(" ms", 1)[1]
+        places.setdefault(place, []).append(block.duration_ms)
+    ranked = sorted(places.items(), key=lambda item: -sum(item[1]))
+    lines = []
+    for place, durations in ranked[:limit]:
+        count = f" in {len(durations)} blocks" if len(durations) > 1 else ""
+        lines.append(f"loop blocked {sum(durations):.0f} ms{count}{place}")
+    if len(ranked) > limit:
+        lines.append(f"... and {len(ranked) - limit} more places")
     return "; ".join(lines)
 
 
