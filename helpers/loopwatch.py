@@ -151,6 +151,16 @@ class LoopBlock:
         return self.cause == CAUSE_LOOP and is_library_file(self.filename)
 
     @property
+    def starting_a_thread(self) -> bool:
+        """True when the loop sat in ``Thread.start()``: a threadpool growing a new worker
+        waits, on the loop, until the OS runs that thread. Under a millisecond on a free
+        machine; on a busy one it can take a tenth of a second or more, which is not the
+        caller's doing (offloading to a thread is the cure, not the cause)."""
+        return self.cause == CAUSE_LOOP and any(
+            _THREADING_FILE in frame and frame.endswith(" in start") for frame in self.stack[-4:]
+        )
+
+    @property
     def duration_ms(self) -> float:
         return (self.end_s - self.start_s) * 1000.0
 
@@ -168,6 +178,11 @@ class LoopBlock:
             return f"{text} by {self.code}"
         if self.cause == CAUSE_GIL:
             text += f" waiting for the GIL while {_describe_runs(self.threads)}"
+        elif self.starting_a_thread:
+            text += (
+                f" starting a new worker thread (the OS was slow to run it), called from "
+                f"{self.where} `{self.code}`"
+            )
         elif self.in_library_code and self.request:
             doing = f"{self.phase} for" if self.phase else "serving"
             text += (
@@ -277,6 +292,7 @@ def _is_idle(frame: FrameType) -> bool:
     return frame.f_code.co_name == "select" and frame.f_code.co_filename.endswith("selectors.py")
 
 
+_THREADING_FILE = os.sep + "threading.py:"
 _WAITING_FILES = tuple(
     os.sep + name for name in ("threading.py", "queue.py", "selectors.py", "thread.py")
 )
@@ -908,6 +924,19 @@ class LoopWatch:
         return describe_request(scope) if scope is not None else ""
 
     # -- from any thread ---------------------------------------------------------------
+    def held_at(self, silent_s: float = 1.0) -> str:
+        """Where the loop is held right now (``cell In[4], line 2 `time.sleep(5)```), if its
+        heartbeat has been silent for ``silent_s``; empty when the loop is running freely.
+        Callable from any thread: a check uses it to say where a hung server is stuck."""
+        thread_id = self._loop_thread_id
+        if thread_id is None or time.perf_counter() - self._last_beat < silent_s:
+            return ""
+        frame = sys._current_frames().get(thread_id)
+        if frame is None:
+            return ""
+        filename, lineno, _ = _key(frame)
+        return f"{_where(filename, lineno)} `{linecache.getline(filename, lineno).strip()}`"
+
     def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
         """Wait until the loop has beaten after ``until_s``: by then the heartbeat has filed
         every block that began before it."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 
 import pytest
+from fastapi import FastAPI
 
 from helpers import load, serve
 from helpers.loopwatch import LoopWatch, is_library_file
@@ -261,3 +263,38 @@ def test_without_per_thread_cpu_an_unsampled_block_claims_nothing_it_cannot_know
     (block,) = watch.blocks
     assert block.cause == "unsampled" and "cannot tell whose it was" in str(block)
     assert "C code" not in str(block)
+
+
+class SlowToStart(threading.Thread):
+    """A thread the OS takes 300 ms to run, as a busy machine does: ``start()`` waits for it."""
+
+    def _bootstrap_inner(self) -> None:  # runs in the new thread, before it reports "started"
+        time.sleep(0.3)
+        super()._bootstrap_inner()  # type: ignore[misc]
+
+
+def test_waiting_for_a_new_thread_to_start_is_named_as_such():
+    app = FastAPI()
+
+    @app.get("/offload")
+    async def offload() -> dict[str, bool]:
+        worker = SlowToStart(target=lambda: None)
+        worker.start()  # THE CALLER'S LINE
+        worker.join()
+        return {"ok": True}
+
+    with serve(app, name="thread-start") as running:
+        load(running, "/")
+        running.clear_loop_blocks()
+        result = load(running, "/offload")
+    (block,) = code_blocks(result.loop_blocks)
+    assert block.starting_a_thread, f"{block}\n{block.stack}"
+    assert 0.8 * 300 <= block.duration_ms <= 1.2 * 300 + 20
+    assert "starting a new worker thread (the OS was slow to run it), called from" in str(block)
+    assert "THE CALLER'S LINE" in str(block)
+    # a plain blocking call is not mistaken for one
+    with serve(apps.app, name="plain") as running:
+        load(running, "/")
+        running.clear_loop_blocks()
+        (plain,) = code_blocks(load(running, "/blocking-sleep").loop_blocks)
+    assert not plain.starting_a_thread

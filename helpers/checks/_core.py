@@ -23,12 +23,10 @@ import functools
 import gc
 import importlib
 import io
-import linecache
 import logging
 import queue
 import sys
 import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -38,7 +36,9 @@ from typing import Any, NoReturn, TypeVar
 from helpers import loadgen, loopwatch
 from helpers import server as servers
 
-__all__ = ["Check", "ErrorNotes", "blame", "describe_blocks", "graded", "stuck_line"]
+__all__ = [
+    "Check", "ErrorNotes", "blame", "describe_blocks", "graded", "own_code_blocks", "stuck_line",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -110,16 +110,27 @@ class ErrorNotes(logging.Handler):
 
 
 def stuck_line(server: servers.Server) -> str:
-    """Where the loop is held right now, if its heartbeat has been silent for a second."""
-    watch = server.watch
-    if time.perf_counter() - watch._last_beat < 1.0 or watch._loop_thread_id is None:
-        return ""
-    frame = sys._current_frames().get(watch._loop_thread_id)
-    if frame is None:
-        return ""
-    filename, lineno, _ = loopwatch._key(frame)
-    code = linecache.getline(filename, lineno).strip()
-    return f"{loopwatch._where(filename, lineno)} `{code}`"
+    """Where the server's loop is held right now, if its heartbeat has been silent for a
+    second; empty otherwise."""
+    return server.watch.held_at()
+
+
+def own_code_blocks(
+    blocks: Sequence[loopwatch.LoopBlock], min_ms: float
+) -> list[loopwatch.LoopBlock]:
+    """Blocks of ``min_ms`` or more in which the loop's own thread ran the learner's code.
+
+    Not the others: on a busy machine a correct fix's loop can wait 100 ms or more for the GIL
+    or a core (seen: 116 ms beside four hashing workers at load average 4.8), or for the OS to
+    run a new threadpool worker (seen: 156 and 886 ms at `await run_in_threadpool(...)` beside
+    a busy process), and that is the machine's contention, not the learner's code."""
+    return [
+        b for b in blocks
+        if b.duration_ms >= min_ms
+        and b.cause == loopwatch.CAUSE_LOOP
+        and not loopwatch.is_library_file(b.filename)
+        and not b.starting_a_thread
+    ]
 
 
 def blame(path: str, block: loopwatch.LoopBlock) -> str:

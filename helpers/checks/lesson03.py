@@ -22,9 +22,16 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from helpers import loadgen, loopwatch
+from helpers import loadgen
 from helpers import server as servers
-from helpers.checks._core import Check, ErrorNotes, blame, graded, stuck_line
+from helpers.checks._core import (
+    Check,
+    ErrorNotes,
+    blame,
+    graded,
+    own_code_blocks,
+    stuck_line,
+)
 
 __all__ = [
     "check_forecast",
@@ -126,20 +133,6 @@ def _floor(check: Check, path: str, record: loadgen.RequestRecord, floor_s: floa
         )
 
 
-def _long_blocks(blocks: Sequence[loopwatch.LoopBlock]) -> list[loopwatch.LoopBlock]:
-    """Blocks of ``BLOCK_MS`` or more in which the loop's own thread ran the learner's code.
-
-    Not the others: on a busy machine a correct ``def`` handler's loop can wait 100 ms or more
-    for the GIL or a core (seen: 116 ms beside four hashing workers at load average 4.8), and
-    that is the machine's contention, not the keyword's."""
-    return [
-        b for b in blocks
-        if b.duration_ms >= BLOCK_MS
-        and b.cause == loopwatch.CAUSE_LOOP
-        and not loopwatch.is_library_file(b.filename)
-    ]
-
-
 def _burst(
     check: Check, server: servers.Server, paths: Sequence[str]
 ) -> loadgen.LoadResult:
@@ -187,7 +180,7 @@ def check_forecast(app: Any) -> None:
                 "token for a body that only awaits",
                 fix="make it `async def forecast(...)` and `await fetch_forecast(city)` directly",
             )
-        blocks = _long_blocks(result.loop_blocks)
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             check.fail(
                 measured=blame("/forecast", blocks[0]),
@@ -224,7 +217,7 @@ def check_order(app: Any) -> None:
             )
         _floor(check, "/orders", record, 0.7 * LATENCY_S)
         result = _burst(check, server, [f"/orders/{order + i}" for i in range(BURST)])
-        blocks = _long_blocks(result.loop_blocks)
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             check.fail(
                 measured=blame("/orders", blocks[0])
@@ -300,7 +293,7 @@ def check_hash(app: Any) -> None:
                 fix="keep the body as given",
             )
         result = _burst(check, server, [f"/hash/pw{i}" for i in range(4)])
-        blocks = _long_blocks(result.loop_blocks)
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             check.fail(
                 measured=blame("/hash", blocks[0])

@@ -20,9 +20,16 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from helpers import loadgen, loopwatch
+from helpers import loadgen
 from helpers import server as servers
-from helpers.checks._core import Check, ErrorNotes, blame, graded, stuck_line
+from helpers.checks._core import (
+    Check,
+    ErrorNotes,
+    blame,
+    graded,
+    own_code_blocks,
+    stuck_line,
+)
 
 __all__ = ["check_dependency", "check_middleware", "check_report", "check_timeout"]
 
@@ -126,14 +133,7 @@ class _Run:
                 cause="the code fails when several requests run at once",
                 fix=self.fix,
             )
-        # only the loop's own thread running the learner's code: on a busy machine a correct
-        # fix's loop can wait 100 ms or more for the GIL or a core, which is not the fix's doing
-        blocks = [
-            b for b in result.loop_blocks
-            if b.duration_ms >= BLOCK_MS
-            and b.cause == loopwatch.CAUSE_LOOP
-            and not loopwatch.is_library_file(b.filename)
-        ]
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             more = f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""
             self.check.fail(
