@@ -46,6 +46,8 @@ LATENCY_S = 0.3
 """What ``fetch_forecast`` and ``lookup_order`` take, as the exercise gives them."""
 HASH_FLOOR_S = 0.1
 """A ``/hash`` request faster than this did not hash (the exercise sizes it to about 0.3 s)."""
+HASH_BURST_TIMEOUT_S = 6.0
+"""Longest any of four ``/hash`` requests sent at once may take."""
 BLOCK_MS = 100.0
 """A loop block this long or longer counts against a handler (a thread start is a few ms)."""
 REQUEST_TIMEOUT_S = 3.0
@@ -100,12 +102,15 @@ def _request(check: Check, server: servers.Server, path: str) -> loadgen.Request
     return record
 
 
-def _fail_unanswered(check: Check, server: servers.Server, path: str, error: str) -> None:
+def _fail_unanswered(
+    check: Check, server: servers.Server, path: str, error: str,
+    timeout_s: float = REQUEST_TIMEOUT_S,
+) -> None:
     stuck = stuck_line(server)
     check.fail(
         measured=f"GET {path}: {error}"
         + (f"; the event loop is still held at {stuck}" if stuck else ""),
-        expected=f"an answer within {REQUEST_TIMEOUT_S:g} s",
+        expected=f"an answer within {timeout_s:g} s",
         cause="the handler never finished: an endless loop or a wait that never ends",
         fix="keep each body as given and change only the keyword in front of `def`",
     )
@@ -134,13 +139,14 @@ def _floor(check: Check, path: str, record: loadgen.RequestRecord, floor_s: floa
 
 
 def _burst(
-    check: Check, server: servers.Server, paths: Sequence[str]
+    check: Check, server: servers.Server, paths: Sequence[str],
+    timeout_s: float = REQUEST_TIMEOUT_S,
 ) -> loadgen.LoadResult:
     """All ``paths`` at once; every one must answer 200."""
-    result = check.load(server, list(paths), timeout_s=REQUEST_TIMEOUT_S)
+    result = check.load(server, list(paths), timeout_s=timeout_s)
     for record in result.records:
         if record.error is not None:
-            _fail_unanswered(check, server, record.path, record.error)
+            _fail_unanswered(check, server, record.path, record.error, timeout_s)
         if record.status != 200:
             check.fail(
                 measured=f"GET {record.path} answered HTTP {record.status} under load",
@@ -292,7 +298,11 @@ def check_hash(app: Any) -> None:
                 cause="a constant is returned instead of a hash",
                 fix="keep the body as given",
             )
-        result = _burst(check, server, [f"/hash/pw{i}" for i in range(4)])
+        # four hashes share two cores with whatever else runs: 1.2 s of CPU, which took
+        # 3 s and more at load average 4.7, so they get twice the usual bound
+        result = _burst(
+            check, server, [f"/hash/pw{i}" for i in range(4)], timeout_s=HASH_BURST_TIMEOUT_S
+        )
         blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             check.fail(
