@@ -56,6 +56,7 @@ STOP_TIMEOUT_S = 5.0
 _READY_LINE = "Application startup complete."
 # The uvicorn process tells its workers its pid this way, for their own parent-death check.
 _MAIN_PID_VARIABLE = "COURSE_UVICORN_MAIN_PID"
+_LOG_DIR_VARIABLE = "COURSE_UVICORN_LOG_DIR"
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 _groups: list[UvicornWorkers] = []
@@ -276,6 +277,7 @@ def start_workers(
         log_dir = Path(tempfile.mkdtemp(prefix="course-uvicorn-"))
         package_root = str(Path(__file__).resolve().parent.parent)
         env = dict(os.environ)
+        env[_LOG_DIR_VARIABLE] = str(log_dir)
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [package_root, str(app_dir), env.get("PYTHONPATH", "")])
         )
@@ -344,7 +346,17 @@ def _worker_started(*args: Any, **kwargs: Any) -> None:
 
 def _launch(argv: list[str]) -> None:
     """``PARENT_PID UVICORN_ARGS...``: die with the parent, then run uvicorn's command line."""
-    _die_with_parent(int(argv[0]))
+    parent_pid = int(argv[0])
+    _die_with_parent(parent_pid)
+    try:
+        _run_uvicorn(argv)
+    finally:
+        if os.getppid() != parent_pid and _LOG_DIR_VARIABLE in os.environ:
+            # the parent died (a killed kernel): nobody is left to read the log or remove it
+            shutil.rmtree(os.environ[_LOG_DIR_VARIABLE], ignore_errors=True)
+
+
+def _run_uvicorn(argv: list[str]) -> None:
     import uvicorn
     from uvicorn import _subprocess
 

@@ -195,10 +195,14 @@ def test_workers_do_not_outlive_a_killed_parent(app_dir: Path, kill: str) -> Non
     try:
         uvicorn_pid = int(process.stdout.readline())  # type: ignore[union-attr]
         assert len(marked_processes(marker)) >= 4  # starter, uvicorn, 2 workers (+ tracker)
+        log_dir = Path(os.readlink(f"/proc/{uvicorn_pid}/fd/1")).parent
+        assert log_dir.name.startswith("course-uvicorn-")
         victim = process.pid if kill == "the notebook process" else uvicorn_pid
         os.kill(victim, signal.SIGKILL)
         keep = {process.pid} if kill == "the uvicorn process" else set()
         assert wait_until_gone(marker, keep) == []
+        if kill == "the notebook process":  # uvicorn tidied up its log as it went
+            assert not log_dir.exists(), f"{log_dir} left behind"
     finally:
         process.kill()
         process.wait()
