@@ -385,6 +385,12 @@ class Server:
         return not self.stopped and self._thread.is_alive()
 
     @property
+    def loop_thread(self) -> threading.Thread:
+        """The thread that runs this server's event loop (alive after ``stop()`` only when the
+        loop is stuck in a call that never returns)."""
+        return self._thread
+
+    @property
     def loop_blocks(self) -> list[LoopBlock]:
         """Every block of this server's event loop seen so far, oldest first."""
         return list(self.watch.blocks)

@@ -27,6 +27,7 @@ import logging
 import queue
 import sys
 import threading
+import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
 from types import TracebackType
 from typing import Any, NoReturn, TypeVar
@@ -37,7 +38,8 @@ from helpers import loadgen, loopwatch
 from helpers import server as servers
 
 __all__ = [
-    "Check", "ErrorNotes", "blame", "describe_blocks", "graded", "own_code_blocks", "stuck_line",
+    "Check", "ErrorNotes", "blame", "describe_blocks", "free_stuck_loop", "graded",
+    "own_code_blocks", "stuck_line",
 ]
 
 T = TypeVar("T")
@@ -51,6 +53,8 @@ REQUEST_TIMEOUT_S = 10.0
 """Default bound on each request a check sends."""
 CALL_TIMEOUT_S = 10.0
 """Default bound on a call into the learner's code."""
+FREE_TIMEOUT_S = 2.0
+"""Longest a check spends interrupting a server loop that the learner's busy code holds."""
 
 
 class _Abandoned(BaseException):
@@ -113,6 +117,21 @@ def stuck_line(server: servers.Server) -> str:
     """Where the server's loop is held right now, if its heartbeat has been silent for a
     second; empty otherwise."""
     return server.watch.held_at()
+
+
+def free_stuck_loop(server: servers.Server, timeout_s: float = FREE_TIMEOUT_S) -> str:
+    """A stopped server whose loop the learner's code still holds: interrupt that thread for up
+    to ``timeout_s`` (each pending request may run the busy code in turn), so that a busy loop
+    does not spin for the kernel's life; say where it was held. Empty when it had stopped."""
+    thread = server.loop_thread
+    if not thread.is_alive():
+        return ""
+    where = server.watch.held_at(silent_s=0.0)
+    deadline = time.monotonic() + timeout_s
+    while thread.is_alive() and time.monotonic() < deadline:
+        _interrupt(thread)
+        thread.join(0.1)
+    return f"the event loop was still held at {where or 'an unknown line'} when the check ended"
 
 
 def own_code_blocks(

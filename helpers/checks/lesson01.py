@@ -12,23 +12,16 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-import linecache
 import math
 import numbers
-import os
-import sys
-import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from helpers import kitchen, loadgen, loopwatch
-from helpers import server as servers
-from helpers.checks import _core
-from helpers.checks._core import Check, describe_blocks, graded
+from helpers import kitchen, loadgen
+from helpers.checks._core import Check, describe_blocks, free_stuck_loop, graded
 
 __all__ = [
     "ORDERS",
@@ -53,8 +46,6 @@ RAW_BELOW_S = 0.8 * OVEN_S
 """A dish served sooner than this never spent its time in the oven."""
 REQUEST_TIMEOUT_S = 5.0
 """Ten oven times: a request still waiting by then is waiting for something that never comes."""
-FREE_TIMEOUT_S = 2.0
-"""Longest a check spends interrupting a server loop that the learner's busy code holds."""
 BLOCKED_SHARE = 0.3
 """Loop blocks adding up to this share of the run mean the chef stood in front of the oven."""
 
@@ -147,30 +138,6 @@ def _json_field(body: str, key: str) -> Any:
     return value.get(key) if isinstance(value, dict) else None
 
 
-def _free(server: servers.Server) -> str:
-    """A server whose loop the learner's code still holds cannot stop: say where it is stuck,
-    and interrupt that thread, as ``Check.call`` does for a busy call, so that a busy loop does
-    not spin for the kernel's life. Empty when the server stopped normally."""
-    thread: threading.Thread = server._thread
-    if not thread.is_alive():
-        return ""
-    frame = sys._current_frames().get(thread.ident or 0)
-    where = ""
-    if frame is not None:
-        filename, lineno = frame.f_code.co_filename, frame.f_lineno
-        cell = loopwatch.notebook_cell_number(filename)
-        place = f"{os.path.basename(filename)}:{lineno}"
-        if cell is not None:
-            place = f"cell In[{cell}], line {lineno}"
-        where = f"{place} `{linecache.getline(filename, lineno).strip()}`"
-    # each pending request may run the busy code in turn: interrupt until the loop is free
-    deadline = time.monotonic() + FREE_TIMEOUT_S
-    while thread.is_alive() and time.monotonic() < deadline:
-        _core._interrupt(thread)
-        thread.join(0.1)
-    return f"the event loop was still held at {where or 'an unknown line'} when the check ended"
-
-
 def _blocked_cause(result: loadgen.LoadResult) -> str | None:
     """The loop watch's account of the run, when blocks filled a good share of it."""
     blocked_s = sum(block.duration_ms for block in result.loop_blocks) / 1000.0
@@ -188,7 +155,7 @@ def check_cook(cook: Callable[[int], Any]) -> None:
         paths = [f"/cook/{order}" for order in range(1, ORDERS + 1)]
         with check.serve(_cook_app(cook)) as server:
             result = check.load(server, paths, timeout_s=REQUEST_TIMEOUT_S)
-        stuck = _free(server)
+        stuck = free_stuck_loop(server)
         _timeouts(check, result, f"{ORDERS} dishes", stuck)
         _errors(check, result, f"{ORDERS} dishes")
         for record in result.records:
@@ -283,7 +250,7 @@ def _serve_evening(
     orders = list(range(1, ORDERS + 1))
     with check.serve(_evening_app(evening, oven, orders)) as server:
         result = check.load(server, "/evening", timeout_s=REQUEST_TIMEOUT_S)
-    stuck = _free(server)
+    stuck = free_stuck_loop(server)
     _timeouts(check, result, f"the evening's {ORDERS} dishes", stuck)
     _errors(check, result, f"the evening's {ORDERS} dishes")
     body: dict[str, Any] = json.loads(result.records[0].body)

@@ -21,8 +21,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from helpers import loadgen
-from helpers.checks._core import Check, describe_blocks, graded
-from helpers.checks.lesson01 import _free
+from helpers.checks._core import Check, describe_blocks, free_stuck_loop, graded
 
 __all__ = [
     "A_S",
@@ -272,7 +271,7 @@ def check_together(together: Callable[..., Any]) -> None:
 
         with check.serve(app) as server:
             result = check.load(server, "/together", timeout_s=REQUEST_TIMEOUT_S)
-        stuck = _free(server)
+        stuck = free_stuck_loop(server)
         expected = f"both done in about {A_S:g} s, B first"
         _answered(check, result, stuck, expected)
         body = _body(result.records[0])
@@ -354,7 +353,7 @@ def check_checkout(checkout: Callable[..., Any]) -> None:
             warnings.simplefilter("always")
             with check.serve(app) as server:
                 result = check.load(server, paths, timeout_s=REQUEST_TIMEOUT_S)
-            stuck = _free(server)
+            stuck = free_stuck_loop(server)
             gc.collect()  # a dropped coroutine warns now, here, not in some later cell
         never_awaited = [str(w.message) for w in caught if "never awaited" in str(w.message)]
         expected = f"{CHECKOUTS} orders saved, each before its thank-you"
