@@ -187,6 +187,8 @@ def test_exercise_01_gives_instant_feedback_in_jupyterlab(lab, tmp_path):
 
     exercise = ROOT / "exercises" / "01_kitchen" / "01_kitchen.ipynb"
     before = exercise.read_bytes()
+    checkpoints = exercise.parent / ".ipynb_checkpoints"  # JupyterLab makes one on opening
+    had_checkpoints = checkpoints.exists()
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
@@ -235,4 +237,6 @@ def test_exercise_01_gives_instant_feedback_in_jupyterlab(lab, tmp_path):
             page.screenshot(path=str(tmp_path / "exercise01_passing.png"))
         finally:
             browser.close()
+            if not had_checkpoints:
+                shutil.rmtree(checkpoints, ignore_errors=True)
     assert exercise.read_bytes() == before, "the browser session changed the exercise file"
