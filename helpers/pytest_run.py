@@ -98,7 +98,8 @@ def run_pytest(
     pytest finds the ``tests/conftest.py`` under it. The run uses this interpreter, so it sees
     the same installed packages as the notebook. A run that takes longer than ``timeout_s`` is
     stopped (with every process it started) and reported as timed out instead of hanging the
-    cell. With ``echo=False`` nothing is printed; the text is in ``PytestOutcome.output``.
+    cell. A process a test started and left running is stopped when the run ends. With
+    ``echo=False`` nothing is printed; the text is in ``PytestOutcome.output``.
     """
     where = Path(folder)
     if not where.is_dir():
@@ -132,6 +133,9 @@ def run_pytest(
         if process.poll() is None:  # interrupted (a KeyboardInterrupt in the cell, say)
             _stop_group(process)
             process.wait()
+        # A test may start a process and leave it running (one that no longer writes to the
+        # pipe, so the run ended without it): it is in pytest's group, and goes with it.
+        _stop_group(process)
     duration_s = time.perf_counter() - began
     outcome = PytestOutcome(
         exit_code=None if timed_out else process.returncode,
@@ -154,5 +158,5 @@ def _stop_group(process: subprocess.Popen[str]) -> None:
             os.killpg(process.pid, signal.SIGKILL)
         else:  # pragma: no cover - Windows has no process groups of this kind
             process.kill()
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):  # the group has ended already
         pass

@@ -81,6 +81,31 @@ def test_a_hung_run_is_stopped_at_its_timeout(tmp_path, capsys):
         pytest.fail(f"the grandchild {grandchild} outlived the timeout")
 
 
+def test_a_process_a_passing_test_left_running_is_stopped_with_the_run(tmp_path):
+    # the grandchild no longer holds the output pipe, so pytest's exit ends the run without it
+    write(
+        tmp_path,
+        "tests/test_leaves.py",
+        "import pathlib, subprocess, sys\n\n"
+        "def test_leaves_a_process():\n"
+        "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'],\n"
+        "                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n"
+        "    pathlib.Path('child.pid').write_text(str(child.pid))\n",
+    )
+    outcome = run_pytest(tmp_path, "tests", echo=False, timeout_s=30)
+    assert outcome.passed == 1 and not outcome.timed_out
+    grandchild = int((tmp_path / "child.pid").read_text())
+    for _ in range(50):
+        try:
+            os.kill(grandchild, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(grandchild, 9)
+        pytest.fail(f"the process {grandchild} outlived the run")
+
+
 def test_no_escape_codes_even_when_the_kernel_forces_colour(tmp_path, capsys, monkeypatch):
     # Jupyter kernels set FORCE_COLOR=1; pytest's --tb=line lines then came out coloured
     monkeypatch.setenv("FORCE_COLOR", "1")
