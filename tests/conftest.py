@@ -30,11 +30,8 @@ TIMING_FILES = {
     "test_workers.py",
     # the exercise checks serve and time learners' code (sleeps of hundreds of ms, hangs), and
     # the grading tests run whole exercise notebooks, checks included, under real nbgrader
+    # (and every tests/test_checks_lessonNN.py: see below)
     "test_checks_core.py",
-    "test_checks_lesson01.py",
-    "test_checks_lesson02.py",
-    "test_checks_lesson03.py",
-    "test_checks_lesson04.py",
     "test_grading.py",
     "test_grading_exercises.py",
 }
@@ -57,6 +54,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         lesson = item.get_closest_marker("notebook") is not None and item.path.name.startswith(
             "test_lesson_"
         )
-        timing = lesson or item.path.name in TIMING_FILES
+        checks = item.path.name.startswith("test_checks_lesson")
+        timing = lesson or checks or item.path.name in TIMING_FILES
         group = "timing" if timing else item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
