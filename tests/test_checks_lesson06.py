@@ -132,6 +132,22 @@ def never_shut_down() -> FastAPI:
     return app
 
 
+def shutdown_unwritten() -> FastAPI:
+    """Exercise 06 with Task 1 done and Task 3's line still as the release has it."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        pool = ProcessPoolExecutor(max_workers=2, mp_context=SPAWN)
+        try:
+            yield {"pool": pool}
+        finally:
+            raise NotImplementedError()
+
+    app = _app(lifespan)
+    app.get("/work")(work)
+    return app
+
+
 def pool_of_one() -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -246,7 +262,7 @@ def test_the_solution_passes_every_check_and_leaves_no_process(capfd, no_worker_
     assert re.search(r"2 jobs at once in 2 worker processes, both computing in \d+ of \d+ "
                      r"moments; .* \(\d+ usable cores, load average", together), together
     lifespan = assert_passes(capfd, "check_lifespan", solution())
-    assert re.search(r"2 worker processes served every request and were gone", lifespan)
+    assert re.search(r"2 worker processes served every request; all ended", lifespan)
     assert multiprocessing.active_children() == []
 
 
@@ -279,6 +295,9 @@ def test_a_pool_never_shut_down_fails_only_the_lifespan_task(capfd, no_worker_pr
                      r"stopped \(the check stopped them\)", message), message
     assert multiprocessing.active_children() == []  # the check stopped them
     assert_passes(capfd, "check_offload", never_shut_down())
+    # the release's `raise NotImplementedError()` after the yield: Task 3 alone fails, quietly
+    assert_fails(capfd, "check_lifespan", shutdown_unwritten(), cause="not shut down")
+    assert_passes(capfd, "check_two_at_once", shutdown_unwritten())
 
 
 def test_a_pool_of_one_and_jobs_that_wait_for_each_other_fail_task_2(capfd):
@@ -336,4 +355,5 @@ def test_the_untouched_notebook_fails_each_task():
     assert last == f"{ALIVE}\n"
     assert len(verdicts) == 3, verdicts
     for grade_id, (out, error) in verdicts.items():
-        assert out == "" and "'app' is not defined" in error, (grade_id, error)
+        assert out == "" and "the app did not start" in error and "lifespan startup raised" in error, (
+            grade_id, error)
