@@ -11,9 +11,11 @@ from tests.notebook_runner import Within, check_notebook
 STAYED_FAST = Within(0.0, 0.2)  # lesson 04's "milliseconds, at worst a tenth of a second or two"
 
 CLAIMS = {
-    # the calibrated job, alone in the kernel: 0.4 s of CPU (measured 1.01-1.16x); the CPU
-    # calibration test allows 1.5x either way for a shared machine
-    "one job, computed in this cell": Within(0.67, 1.5),
+    # the calibrated job, alone in the kernel: 0.4 s of CPU (measured 1.01-1.16x). The prose
+    # claims no figure here ("look at how long one job takes"); the bound only catches a broken
+    # calibration. Measured 1.65x once while two other engineers' checks ran beside the suite:
+    # the job was calibrated in a quiet moment and ran in a busy one
+    "one job, computed in this cell": Within(0.67, 2.0),
     # the idle server: "about 2 ms" (measured 1.5-1.9 ms); milliseconds
     "/ping p50, nothing else running": Within(0.0, 0.02),
     # "about the whole job, often longer (0.85 to 1.5 times its 0.4 s in our runs, and up to
