@@ -304,12 +304,11 @@ def test_a_pool_of_one_and_jobs_that_wait_for_each_other_fail_task_2(capfd):
     message = assert_fails(capfd, "check_two_at_once", pool_of_one(), cause="max_workers=1")
     assert "in one worker process" in message, message
     assert_passes(capfd, "check_offload", pool_of_one())
-    message = assert_fails(capfd, "check_two_at_once", one_at_a_time(), cause="waits for the other")
-    assert "in one worker process" in message, message
-    # both workers started: the jobs go one after the other to either (or the same) process
-    message = assert_fails(capfd, "check_two_at_once", one_at_a_time(warmed_lifespan),
-                           cause="waits for the other")
-    assert "in one worker process" in message or "computed at once in" in message, message
+    # jobs one after the other go to one process or to two (the pool may have started a second
+    # process in the warm-up, and a warmed pool has two): either way the check says why
+    for app in (one_at_a_time(), one_at_a_time(warmed_lifespan)):
+        message = assert_fails(capfd, "check_two_at_once", app, cause="waits for the other")
+        assert "in one worker process" in message or "computed at once in" in message, message
 
 
 def test_a_hang_fails_each_check_within_seconds(capfd):
@@ -355,5 +354,5 @@ def test_the_untouched_notebook_fails_each_task():
     assert last == f"{ALIVE}\n"
     assert len(verdicts) == 3, verdicts
     for grade_id, (out, error) in verdicts.items():
-        assert out == "" and "the app did not start" in error and "lifespan startup raised" in error, (
-            grade_id, error)
+        assert out == "", (grade_id, out)
+        assert "the app did not start" in error and "lifespan startup raised" in error, error

@@ -497,13 +497,18 @@ def check_lifespan(app: Any) -> None:
                 fix="create one pool in the lifespan and use it from every request",
             )
         if _clocks_readable() and not any(s >= 0.05 for s in late_per_child.values()):
+            # a pool left to the garbage collector shuts down soon after its request
+            ended_s = late.ended_s - middle.ended_s
+            came_and_went = ended_s >= FLOOR_SHARE * 2 * JOB_S
             check.fail(
                 measured="the worker processes alive before and after 2 later requests did not "
-                "compute their jobs",
+                "compute their jobs"
+                + (f"; processes that started and ended meanwhile used {ended_s:.2f} s of CPU"
+                   if came_and_went else ""),
                 expected="the pool's processes computing every job",
-                cause="the jobs ran elsewhere: in the server's process, or in a pool per request",
-                fix="compute in the lifespan's pool: `await loop.run_in_executor("
-                "request.state.pool, burn, n)`",
+                cause="a new pool for each request" if came_and_went
+                else "the jobs ran elsewhere: in the server's own process",
+                fix="create one pool in the lifespan and use it from every request",
             )
         if left:
             check.fail(
