@@ -15,6 +15,8 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request
 
 from helpers.checks import fresh
+from tests.exercise_runner import ALIVE, SOLUTIONS, assert_well_formed
+from tests.exercise_runner import verdicts as run_verdicts
 
 DEADLINE = 1.0
 MAX_IN_FLIGHT = 5
@@ -294,3 +296,38 @@ def test_not_a_function_or_not_async_fails(capfd):
     assert_fails(capfd, "check_fan_out", None, cause="not a function")
     assert_fails(capfd, "check_semaphore", lambda client, url, ids: [], cause="plain function")
     assert_fails(capfd, "check_one_client", lambda url: "app", cause="does not return the app")
+
+
+# -- the solution notebook, solved and untouched --------------------------------------------
+NOTEBOOK_PATH = SOLUTIONS / "05_gather" / "05_gather.ipynb"
+GRADE_IDS = ["task1a_fan_out", "task1b_partial", "task1c_deadline", "task2_semaphore",
+             "task3a_one_client", "task3b_closed"]
+
+
+def test_the_notebook_is_well_formed():
+    assert_well_formed(NOTEBOOK_PATH, 40)
+
+
+def test_the_solution_notebook_passes_every_graded_cell():
+    verdicts, last = run_verdicts(NOTEBOOK_PATH)
+    assert last == f"{ALIVE}\n"
+    assert list(verdicts) == GRADE_IDS, verdicts
+    for grade_id, (out, error) in verdicts.items():
+        assert error == "", f"{grade_id}: {error}"
+        assert out.startswith("✔ Task") and out.count("\n") == 1, (grade_id, out)
+
+
+def test_the_untouched_notebook_fails_each_task():
+    verdicts, last = run_verdicts(NOTEBOOK_PATH, stubbed=True)
+    assert last == f"{ALIVE}\n"
+    assert list(verdicts) == GRADE_IDS, verdicts
+    assert all(out == "" for out, _ in verdicts.values()), verdicts
+    # the given dashboard, one call after another, fails each part of task 1 for its reason
+    for grade_id, cause in [("task1a_fan_out", "awaited one after another"),
+                            ("task1b_partial", "sank the whole dashboard"),
+                            ("task1c_deadline", "no answer within 3 s")]:
+        error = verdicts[grade_id][1]
+        assert error.startswith("AssertionError: ✘ Task 1") and cause in error, error
+    # the other stubbed cells raised before defining their names
+    for grade_id in GRADE_IDS[3:]:
+        assert verdicts[grade_id][1].startswith("NameError: name '"), verdicts[grade_id]
