@@ -185,3 +185,25 @@ def test_check_notebook_fails_on_a_child_process_left_running(tmp_path):
     nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
     with pytest.raises(AssertionError, match="left child processes running: .*sys.stdin.read"):
         check_notebook(path, {})
+
+
+LESSONS_WITH_EXERCISES = [n for n in notebook_names() if n[:2] in {f"0{i}" for i in range(1, 8)}]
+
+
+@pytest.mark.parametrize("name", LESSONS_WITH_EXERCISES)
+def test_lessons_01_to_07_link_their_exercise_first_and_last(name):
+    """Each of lessons 01-07 links its exercise notebook in its title cell, its last cell and the
+    index, and the link leads to a notebook that exists."""
+    assignment = name.removesuffix(".ipynb")
+    target = f"../exercises/{assignment}/{assignment}.ipynb"
+    assert (NOTEBOOKS / target).resolve().is_file(), f"{target} does not exist"
+    cells = nbformat.read(NOTEBOOKS / name, as_version=4).cells
+    assert f"]({target})" in cells[0].source and f"]({target})" in cells[-1].source, name
+    index = (NOTEBOOKS / "index.ipynb").read_text()
+    assert f"]({target})" in index, f"the index does not link {target}"
+
+
+def test_nothing_is_left_in_preparation():
+    texts = [*NOTEBOOKS.glob("*.ipynb"), *ROOT.glob("exercises/*/*.ipynb"), ROOT / "README.md"]
+    stale = [p.name for p in texts if "in preparation" in p.read_text()]
+    assert not stale, f"'in preparation' still stands in {stale}"
