@@ -315,7 +315,7 @@ def test_a_hang_fails_each_check_within_seconds(capfd):
     for name in CHECKS:
         began = time.perf_counter()
         assert_fails(capfd, name, hangs(), cause="never finished")
-        assert time.perf_counter() - began < 15
+        assert time.perf_counter() - began < 20  # the first request's 10 s, and the stop
 
 
 def test_exceptions_fail_with_what_the_server_logged(capfd, monkeypatch):

@@ -65,10 +65,11 @@ FLOOR_SHARE = 0.3
 offloaded, and at least this much must show up in the pool's processes (a job's CPU time
 varies up to 1.5x with the calibration; measured: under 0.1 s of 1.2 s in the server's process
 with a pool, all of it with threads)."""
-FIRST_TIMEOUT_S = 8.0
+FIRST_TIMEOUT_S = 10.0
 """The first request may start the pool's first process (a Python start-up) beside its job."""
-REQUEST_TIMEOUT_S = 6.0
-"""Longest any later request may take: four jobs on one busy core take about 2.5 s."""
+REQUEST_TIMEOUT_S = 10.0
+"""Longest any later request may take: a round of four that starts the pool's other processes
+took over 6 s once at load average 10 (the check's process at the lowest priority)."""
 GONE_WITHIN_S = 3.0
 """How long after the server stopped its worker processes may take to end."""
 SAMPLE_EVERY_S = 0.02
@@ -208,6 +209,8 @@ class _Run:
                     time.sleep(0.01)
         finally:
             uvicorn_log.removeHandler(notes)
+        if any(record.error is not None for record in result.records):
+            self.not_blocked(result)  # a job on the loop can outlast the timeout: say so first
         for record in result.records:
             if record.error is not None:
                 self.unanswered(record.path, record.error, timeout_s)
@@ -217,6 +220,19 @@ class _Run:
             if record.path.startswith("/work"):
                 self.right_checksum(record)
         return result
+
+    def not_blocked(self, result: loadgen.LoadResult) -> None:
+        """Fail if the learner's code held the event loop for ``BLOCK_MS`` or more."""
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
+        if blocks:
+            self.check.fail(
+                measured=blame("/work", blocks[0])
+                + (f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""),
+                expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
+                cause="the job computes on the event loop's thread (an `async def` endpoint "
+                "that calls `burn(n)` itself)",
+                fix=self.fix,
+            )
 
     def unanswered(self, path: str, error: str, timeout_s: float) -> None:
         stuck = stuck_line(self.server)
@@ -326,16 +342,7 @@ def check_offload(app: Any) -> None:
             after = _Usage.now()
             new = sorted(set(after.children_s) - set(before.children_s))
         _stop_runaways(set(after.children_s))
-        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
-        if blocks:
-            check.fail(
-                measured=blame("/work", blocks[0])
-                + (f" (and {len(blocks) - 1} more blocks)" if len(blocks) > 1 else ""),
-                expected=f"no loop block of {BLOCK_MS:.0f} ms or more",
-                cause="the job computes on the event loop's thread (an `async def` endpoint "
-                "that calls `burn(n)` itself)",
-                fix=run.fix,
-            )
+        run.not_blocked(result)
         jobs = sum(1 for record in result.records if record.path.startswith("/work"))
         own_s, per_child = after.since(before)
         pool_s = sum(per_child.values())
@@ -362,8 +369,9 @@ def check_offload(app: Any) -> None:
                     f"alive before and after them{elsewhere}",
                     expected=f"about {jobs * JOB_S:.1f} s there: the jobs computed by the pool "
                     "that the lifespan made",
-                    cause="a new pool (and new processes) for each request"
-                    if elsewhere else "the jobs did not run in the app's worker processes",
+                    # not in this process either, yet the checksums were right: in processes
+                    # that came and went
+                    cause="a new pool (and new processes) for each request",
                     fix="create one pool in the lifespan and use it from every request",
                 )
         ping = result.for_path("/ping")
@@ -497,17 +505,18 @@ def check_lifespan(app: Any) -> None:
                 fix="create one pool in the lifespan and use it from every request",
             )
         if _clocks_readable() and not any(s >= 0.05 for s in late_per_child.values()):
-            # a pool left to the garbage collector shuts down soon after its request
+            # a pool left to the garbage collector shuts down soon after its request; processes
+            # that ended are counted by the OS only for spawn and fork pools (not forkserver)
             ended_s = late.ended_s - middle.ended_s
-            came_and_went = ended_s >= FLOOR_SHARE * 2 * JOB_S
+            in_server = late.own_s - middle.own_s >= FLOOR_SHARE * 2 * JOB_S
             check.fail(
                 measured="the worker processes alive before and after 2 later requests did not "
                 "compute their jobs"
                 + (f"; processes that started and ended meanwhile used {ended_s:.2f} s of CPU"
-                   if came_and_went else ""),
+                   if ended_s >= FLOOR_SHARE * 2 * JOB_S else ""),
                 expected="the pool's processes computing every job",
-                cause="a new pool for each request" if came_and_went
-                else "the jobs ran elsewhere: in the server's own process",
+                cause="the jobs ran in the server's own process" if in_server
+                else "a new pool for each request, whose processes came and went",
                 fix="create one pool in the lifespan and use it from every request",
             )
         if left:
