@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -71,13 +73,58 @@ def lab(tmp_path):
         assert url, f"JupyterLab did not come up:\n{log.read()[-3000:]}"
         yield url
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process)
         log.close()
+
+
+def stop_process_group(process: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """SIGTERM the lab's whole process group, then SIGKILL whatever is left after ``grace_s``.
+
+    Waiting for ``course.py`` alone is not enough: it exits at once, and a jupyter-lab that
+    hangs in its shutdown was seen left running, orphaned, 43 minutes later."""
+    group = process.pid  # start_new_session: the group's id is the leader's pid
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(group, signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    while time.monotonic() < deadline:
+        process.poll()
+        if not living_members(group):
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
+    process.wait(15)
+
+
+def living_members(group: int) -> list[int]:
+    """Pids of the processes in ``group`` that still run (a zombie waiting for its parent to
+    reap it does not: here an orphan's parent is the machine's init, which reaps slowly)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            # after the command's closing parenthesis: state, ppid, pgrp
+            state, _ppid, pgrp = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(pgrp) == group and state != "Z":
+                members.append(int(stat.parent.name))
+    return members
+
+
+def test_a_lab_that_ignores_sigterm_is_killed_with_its_group():
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        "print('ready', flush=True); time.sleep(60)"
+    )
+    leader = subprocess.Popen(
+        [sys.executable, "-c", f"import subprocess, sys, time; subprocess.Popen([sys.executable, "
+         f"'-c', {stubborn!r}]); time.sleep(60)"],
+        start_new_session=True,
+    )
+    time.sleep(1.0)  # the stubborn child is up
+    assert len(living_members(leader.pid)) == 2
+    stop_process_group(leader, grace_s=1.0)
+    time.sleep(0.2)
+    assert living_members(leader.pid) == []
 
 
 def test_lab_command_opens_the_course_index(lab, tmp_path):
