@@ -643,6 +643,13 @@ class _ConnectionCountingUsers:
             asyncio.start_server(self._connection, "127.0.0.1", 0))
         self._ready.set()
         self._loop.run_forever()
+        # end what is left (a connection mid-request) here, so that no pending task is
+        # collected later and logged to stderr in some other cell
+        left = asyncio.all_tasks(self._loop)
+        for task in left:
+            task.cancel()
+        self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+        self._loop.close()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.opened += 1
