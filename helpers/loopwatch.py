@@ -161,6 +161,16 @@ class LoopBlock:
         )
 
     @property
+    def starting_a_process(self) -> bool:
+        """True when the loop sat in a ``ProcessPoolExecutor`` starting a worker process: a
+        pool started on demand does it at submit, on the caller's thread, and a new Python
+        takes a moment to launch (105-875 ms seen on a busy machine). The pool's cost, not
+        the caller's code: start the pool's processes early, in the lifespan, to avoid it."""
+        return self.cause == CAUSE_LOOP and any(
+            _PROCESS_POOL_FILE in frame and frame.endswith(_POOL_STARTS) for frame in self.stack
+        )
+
+    @property
     def duration_ms(self) -> float:
         return (self.end_s - self.start_s) * 1000.0
 
@@ -178,6 +188,11 @@ class LoopBlock:
             return f"{text} by {self.code}"
         if self.cause == CAUSE_GIL:
             text += f" waiting for the GIL while {_describe_runs(self.threads)}"
+        elif self.starting_a_process:
+            text += (
+                f" starting a process pool's worker process, called from "
+                f"{self.where} `{self.code}`"
+            )
         elif self.starting_a_thread:
             text += (
                 f" starting a new worker thread (the OS was slow to run it), called from "
@@ -293,6 +308,8 @@ def _is_idle(frame: FrameType) -> bool:
 
 
 _THREADING_FILE = os.sep + "threading.py:"
+_PROCESS_POOL_FILE = os.sep + os.path.join("concurrent", "futures", "process.py") + ":"
+_POOL_STARTS = (" in _spawn_process", " in _adjust_process_count", " in _launch_processes")
 _WAITING_FILES = tuple(
     os.sep + name for name in ("threading.py", "queue.py", "selectors.py", "thread.py")
 )

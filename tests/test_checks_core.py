@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 import traceback
+from contextlib import asynccontextmanager
 
 import pytest
 from fastapi import FastAPI
@@ -132,6 +133,17 @@ def test_serve_fails_cleanly_on_an_app_that_does_not_start():
     with Check("Task 9 · no app") as check:
         message = failure(check.serve(object()).__enter__)
     assert "the app did not start" in message
+
+
+def test_serve_names_the_exception_a_lifespan_raised():
+    @asynccontextmanager
+    async def lifespan(app):
+        raise NotImplementedError()
+        yield
+
+    with Check("Task 9 · lifespan") as check:
+        message = failure(check.serve(FastAPI(lifespan=lifespan)).__enter__)
+    assert "the app did not start" in message and "(NotImplementedError)" in message, message
 
 
 def test_load_ignores_a_replaced_load():

@@ -140,15 +140,17 @@ def own_code_blocks(
     """Blocks of ``min_ms`` or more in which the loop's own thread ran the learner's code.
 
     Not the others: on a busy machine a correct fix's loop can wait 100 ms or more for the GIL
-    or a core (seen: 116 ms beside four hashing workers at load average 4.8), or for the OS to
-    run a new threadpool worker (seen: 156 and 886 ms at `await run_in_threadpool(...)` beside
-    a busy process), and that is the machine's contention, not the learner's code."""
+    or a core (seen: 116 ms beside four hashing workers at load average 4.8), for the OS to run
+    a new threadpool worker (seen: 156 and 886 ms at `await run_in_threadpool(...)` beside a
+    busy process), or for a process pool to launch a worker process (105-875 ms at
+    `run_in_executor`), and that is the machine's contention, not the learner's code."""
     return [
         b for b in blocks
         if b.duration_ms >= min_ms
         and b.cause == loopwatch.CAUSE_LOOP
         and not loopwatch.is_library_file(b.filename)
         and not b.starting_a_thread
+        and not b.starting_a_process
     ]
 
 
@@ -288,9 +290,12 @@ class Check:
                 startup_timeout_s=STARTUP_TIMEOUT_S,
             )
         except Exception as error:
-            first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            said = lines[0] if lines else ""
+            if len(lines) > 1:  # a traceback follows: its last line names the exception
+                said += f" ({lines[-1]})"
             self.fail(
-                measured=f"the app did not start: {type(error).__name__}: {first_line}",
+                measured=f"the app did not start: {type(error).__name__}: {said}",
                 expected="an app that starts and accepts requests",
                 cause="an error at import or in the lifespan, or not a FastAPI app",
                 fix="serve it yourself with serve(app) and read the traceback",

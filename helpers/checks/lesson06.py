@@ -224,10 +224,7 @@ class _Run:
     def not_blocked(self, result: loadgen.LoadResult) -> None:
         """Fail if the learner's code held the event loop for ``BLOCK_MS`` or more (not while
         the pool started a worker process: that is the machine's speed, not the learner's)."""
-        blocks = [
-            b for b in own_code_blocks(result.loop_blocks, BLOCK_MS)
-            if not _starting_processes(b)
-        ]
+        blocks = own_code_blocks(result.loop_blocks, BLOCK_MS)
         if blocks:
             self.check.fail(
                 measured=blame("/work", blocks[0])
@@ -284,17 +281,6 @@ class _Run:
                 cause="the endpoint does not return what the job computed",
                 fix="return `{\"n\": n, \"checksum\": <what burn(n) returned>}`",
             )
-
-
-_POOL_STARTS = (" in _spawn_process", " in _adjust_process_count", " in _launch_processes")
-
-
-def _starting_processes(block: Any) -> bool:
-    """True when the loop sat in a process pool starting a worker process (a pool sized on
-    demand starts them at submit, on the caller's thread): 123-875 ms were seen at the
-    learner's `run_in_executor` line with the check at the lowest priority at load average 8."""
-    marker = os.sep + os.path.join("concurrent", "futures", "process.py") + ":"
-    return any(marker in frame and frame.endswith(_POOL_STARTS) for frame in block.stack)
 
 
 @contextmanager
