@@ -80,18 +80,27 @@ def test_committed_exercises_are_what_the_command_generates(
     )
 
 
+def _solved_except(
+    assignment: str, solution_cell: str, source: str, before: str = "", added: str = ""
+) -> str:
+    """``assignment`` solved, but with ``source`` in the solution cell ``solution_cell`` and,
+    optionally, a cell of ``added`` code just before the graded cell ``before``."""
+    path = ROOT / "solutions" / assignment / f"{assignment}.ipynb"
+    notebook = json.loads(path.read_text())
+    cells = notebook["cells"]
+    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells]
+    cells[ids.index(solution_cell)]["source"] = source
+    if added:
+        cells.insert(ids.index(before), {
+            "cell_type": "code", "execution_count": None, "id": "added", "metadata": {},
+            "outputs": [], "source": added})
+    return json.dumps(notebook)
+
+
 def _kitchen_with(cook: str, before_check: str = "") -> str:
     """Exercise 01 solved, but with ``cook`` as the task 1 solution cell and, optionally, a cell
     of ``before_check`` just before task 1's graded cell."""
-    notebook = json.loads((ROOT / "solutions" / "01_kitchen" / "01_kitchen.ipynb").read_text())
-    cells = notebook["cells"]
-    ids = [c.get("metadata", {}).get("nbgrader", {}).get("grade_id") for c in cells]
-    cells[ids.index("task1_cook")]["source"] = cook
-    if before_check:
-        cells.insert(ids.index("task1_async_chef"), {
-            "cell_type": "code", "execution_count": None, "id": "added", "metadata": {},
-            "outputs": [], "source": before_check})
-    return json.dumps(notebook)
+    return _solved_except("01_kitchen", "task1_cook", cook, "task1_async_chef", before_check)
 
 
 # Exercise 01 handed in with task 1 (10 of 40 points) broken on purpose: each scores 30.
@@ -105,6 +114,39 @@ HOSTILE_KITCHENS = {
         "import helpers\nimport helpers.checks.lesson01\n\n"
         "helpers.checks.lesson01.check_cook = lambda cook: print('✔ Task 1 · passed')\n"
         "helpers.load = lambda *args, **kwargs: None"),
+}
+
+
+# Exercises 05-07 handed in with the failure each one's checks must survive: (assignment,
+# solution cell, its source, the graded cells that must score 0, the total that remains).
+HOSTILE_LATER = {
+    # a dashboard that waits forever: task 1's three parts each fail at their timeout
+    "hangs_05": ("05_gather", "task1-solution",
+                 "async def dashboard(client, urls):\n    await asyncio.Event().wait()",
+                 ("task1a_fan_out", "task1b_partial", "task1c_deadline"), 20),
+    # a pool never shut down: its processes outlive the app (task 3), and grading goes on
+    "leaks_pool_06": ("06_cpu_work", "task1-solution", (
+        "@asynccontextmanager\n"
+        "async def lifespan(app: FastAPI):\n"
+        "    pool = ProcessPoolExecutor(max_workers=CORES, mp_context=SPAWN)\n"
+        "    yield {'pool': pool}  # never shut down\n\n\n"
+        "app = FastAPI(lifespan=lifespan)\n\n\n"
+        "@app.get('/ping')\n"
+        "async def ping():\n"
+        "    return {'pong': True}\n\n\n"
+        "@app.get('/work')\n"
+        "async def work(request: Request, n: int):\n"
+        "    loop = asyncio.get_running_loop()\n"
+        "    checksum = await loop.run_in_executor(request.state.pool, burn, n)\n"
+        "    return {'n': n, 'checksum': checksum}\n"),
+        ("task3_lifespan",), 25),
+    # tests that never end: every task fails within the run's bound, nothing stalls
+    "hangs_07": ("07_testing_async", "tests", (
+        "%%writefile {work}/test_bakery.py\n"
+        "import time\n\n\n"
+        "def test_waits_forever():\n"
+        "    time.sleep(10**6)\n"),
+        ("task1_blocking", "task2_timeout", "task3_lifespan", "task4_fanout"), 0),
 }
 
 
@@ -123,6 +165,10 @@ def test_solutions_score_full_marks_and_untouched_exercises_zero(tmp_path: Path)
     if "01_kitchen" in names:
         for student, text in HOSTILE_KITCHENS.items():
             (download / f"{student}_01_kitchen.ipynb").write_text(text)
+    for student, (assignment, cell, source, _, _) in HOSTILE_LATER.items():
+        if assignment in names:
+            (download / f"{student}_{assignment}.ipynb").write_text(
+                _solved_except(assignment, cell, source))
     started = time.monotonic()
     run = _cli("grade", str(download), "--out", str(tmp_path / "out"), "--workers", "2",
                cwd=tmp_path, timeout=REAL_BATCH_BOUND_S + 60)
@@ -148,3 +194,11 @@ def test_solutions_score_full_marks_and_untouched_exercises_zero(tmp_path: Path)
             assert (row["status"], row["01_kitchen:task1_async_chef"], row["total"]) == (
                 "graded", "0", "30"), row
             assert row["reason"].startswith("task1_async_chef: AssertionError: ✘ Task 1"), row
+    for student, (assignment, _, _, failing, total) in HOSTILE_LATER.items():
+        if assignment not in names:
+            continue
+        row = rows[student, assignment]
+        assert row["status"] == "graded" and float(row["total"]) == total, row
+        for grade_id in failing:
+            assert float(row[f"{assignment}:{grade_id}"]) == 0, (grade_id, row)
+            assert f"{grade_id}: AssertionError: ✘" in row["reason"], (grade_id, row["reason"])
