@@ -44,6 +44,7 @@ __all__ = [
     "ChildStderr",
     "ProcessMemory",
     "UvicornWorkers",
+    "cpu_seconds",
     "process_memory",
     "start_workers",
     "stop_workers",
@@ -142,6 +143,35 @@ def process_memory(pid: int) -> ProcessMemory:
         fields[name] = int(kib) / 1024
     private = fields.get("Private_Clean", 0.0) + fields.get("Private_Dirty", 0.0)
     return ProcessMemory(pid, fields.get("Rss", 0.0), fields.get("Pss", 0.0), private)
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU seconds (user + system) spent so far by process ``pid`` (default: this one) and by
+    its live descendants, read from Linux's ``/proc``.
+
+    The difference between two calls is the CPU a piece of work cost, measured while it ran:
+    on a shared machine whose speed drifts, that is a fairer yardstick for "one job" than a
+    calibration taken earlier, and divided by the wall time it says how many cores were busy.
+    A process that exits between the two calls drops out of the second one, so measure around
+    work done by processes that outlive it (a pool's workers, uvicorn's).
+    """
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    total, pending, seen = 0.0, [os.getpid() if pid is None else pid], set()
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        try:
+            stat = Path(f"/proc/{current}/stat").read_text()
+        except OSError:  # it exited meanwhile: nothing left to count
+            continue
+        # fields after the command name, which sits in parentheses and may contain spaces;
+        # utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks_per_s
+        pending += _children(current)
+    return total
 
 
 def _children(pid: int) -> list[int]:

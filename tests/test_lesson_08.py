@@ -19,9 +19,12 @@ CLAIMS = {
     "2 at once to /await": ABOUT_ONE,
     "2 at once to /def": ABOUT_ONE,
     "2 at once to /run-in-threadpool": ABOUT_ONE,
-    # "about one job's time when both cores were free ... up to about three jobs' time in our
-    # runs" (ideal = one job; measured 1.10-1.90x, and 3.07x once while other jobs ran)
-    "2 at once to /process-pool": Within(0.95, 3.3),
+    # "about one job's time when both cores were free ... two jobs' time beside a program that
+    # kept one of the course's 2 test cores busy" (ideal = one job's CPU as measured around the
+    # run, so the machine's drifting speed cancels out: measured 1.00-1.01 quiet, 1.95 beside a
+    # busy program; against the calibrated 0.3 s it once failed on CI at 0.86). Up to 3.3 when
+    # more than one other program takes the cores
+    "2 at once to /process-pool": Within(0.9, 3.3),
     "worst /ping during /await": STAYED_FAST,
     "worst /ping during /def": STAYED_FAST,
     "worst /ping during /run-in-threadpool": STAYED_FAST,

@@ -282,3 +282,27 @@ def test_no_process_outlives_a_notebook_that_fails_midway(
     started = json.loads(outputs[1].split("pids", 1)[1])
     assert len(started) == 3 and "loose 285" in outputs[2], outputs
     assert wait_until_gone(marker) == [], "processes outlived the failed notebook's kernel"
+
+
+def test_cpu_seconds_counts_the_work_of_child_processes_while_they_live() -> None:
+    # Two pool workers each burn about 0.3 s of CPU while this process only waits: the work
+    # shows in cpu_seconds() of this process (it is in its children), not in its own CPU time.
+    from helpers.cpu import calibrate
+
+    iterations = calibrate(0.3)
+    spawn = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
+        list(pool.map(burn, [1, 1]))  # start both workers first
+        own_before, tree_before = time.process_time(), workers.cpu_seconds()
+        list(pool.map(burn, [iterations, iterations]))
+        own, tree = time.process_time() - own_before, workers.cpu_seconds() - tree_before
+    # calibrate() promises a job's CPU within 1.5x either way (tests/test_cpu.py); the clock
+    # ticks at 10 ms
+    assert 2 * 0.3 / 1.5 - 0.03 <= tree - own <= 2 * 0.3 * 1.5 + 0.03, (tree, own)
+    assert own < 0.15, own
+
+
+def test_cpu_seconds_of_a_process_that_is_gone_is_an_error_free_zero() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert workers.cpu_seconds(child.pid) == 0.0
