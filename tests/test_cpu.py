@@ -68,18 +68,21 @@ def test_calibration_is_quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_calibration_is_accurate_in_cpu_time() -> None:
     # calibrate() promises "about" that much CPU time of this thread. CPU time is not immune to
-    # sharing the cores: with two other processes computing, the same burn took 0.33-0.46 s of
-    # CPU instead of 0.31-0.32 s on this 2-core VM (caches, the VM's scheduling), and when
-    # calibrate() itself measured during such a moment, a later burn took 0.21 s. So: timed the
-    # way calibrate() times itself (the fastest of three tries), within the 1.5x either way that
-    # sharing the cores was seen to cause; a wrong rate (a 2x slip) still fails.
+    # sharing the cores, nor to the VM's speed drifting on its own: with two other processes
+    # computing, the same burn took 0.33-0.46 s of CPU instead of 0.31-0.32 s on this 2-core VM
+    # (caches, the VM's scheduling), and when calibrate() itself measured during such a moment,
+    # a later burn took 0.21 s. With nothing else running, a burn sized to 0.4 s took 0.41-0.63
+    # s of CPU over 12 runs in a row, and one sized to 0.3 s took 0.48 s three times in a row
+    # (the suite failed on that at 1.5x). So: timed the way calibrate() times itself (the
+    # fastest of three tries), within the 1.75x either way that drift was seen to cause; a rate
+    # wrong by 2x or more still fails.
     iterations = cpu.calibrate(0.3)
     tries = []
     for _ in range(3):
         start = time.thread_time()
         cpu.burn(iterations)
         tries.append(time.thread_time() - start)
-    assert 0.3 / 1.5 <= min(tries) <= 0.3 * 1.5, tries
+    assert 0.3 / 1.75 <= min(tries) <= 0.3 * 1.75, tries
 
 
 def test_burn_for_lands_near_the_target_in_wall_time() -> None:
