@@ -38,6 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._thread_cpu import process_cpu_s
 from .server import also_on_stop_all
 
 __all__ = [
@@ -146,8 +147,8 @@ def process_memory(pid: int) -> ProcessMemory:
 
 
 def cpu_seconds(pid: int | None = None) -> float:
-    """CPU seconds (user + system) spent so far by process ``pid`` (default: this one) and by
-    its live descendants, read from Linux's ``/proc``.
+    """CPU seconds spent so far by process ``pid`` (default: this one) and by its live
+    descendants, read from their Linux CPU clocks (descendants found through ``/proc``).
 
     The difference between two calls is the CPU a piece of work cost, measured while it ran:
     on a shared machine whose speed drifts, that is a fairer yardstick for "one job" than a
@@ -155,21 +156,16 @@ def cpu_seconds(pid: int | None = None) -> float:
     A process that exits between the two calls drops out of the second one, so measure around
     work done by processes that outlive it (a pool's workers, uvicorn's).
     """
-    ticks_per_s = os.sysconf("SC_CLK_TCK")
     total, pending, seen = 0.0, [os.getpid() if pid is None else pid], set()
     while pending:
         current = pending.pop()
         if current in seen:
             continue
         seen.add(current)
-        try:
-            stat = Path(f"/proc/{current}/stat").read_text()
-        except OSError:  # it exited meanwhile: nothing left to count
+        spent = process_cpu_s(current)
+        if spent is None:  # it exited meanwhile: nothing left to count
             continue
-        # fields after the command name, which sits in parentheses and may contain spaces;
-        # utime and stime are fields 14 and 15 of the line, 12 and 13 after the name
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += (int(fields[11]) + int(fields[12])) / ticks_per_s
+        total += spent
         pending += _children(current)
     return total
 

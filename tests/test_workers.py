@@ -24,7 +24,7 @@ from nbclient.exceptions import CellExecutionError
 
 import helpers
 from helpers import workers
-from helpers.cpu import burn
+from helpers.cpu import burn, calibrate
 
 ROOT = Path(__file__).resolve().parent.parent
 GRACE_S = 10.0  # how long processes may take to go after their parent is gone
@@ -287,8 +287,6 @@ def test_no_process_outlives_a_notebook_that_fails_midway(
 def test_cpu_seconds_counts_the_work_of_child_processes_while_they_live() -> None:
     # Two pool workers each burn about 0.3 s of CPU while this process only waits: the work
     # shows in cpu_seconds() of this process (it is in its children), not in its own CPU time.
-    from helpers.cpu import calibrate
-
     iterations = calibrate(0.3)
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=2, mp_context=spawn) as pool:
@@ -296,8 +294,9 @@ def test_cpu_seconds_counts_the_work_of_child_processes_while_they_live() -> Non
         own_before, tree_before = time.process_time(), workers.cpu_seconds()
         list(pool.map(burn, [iterations, iterations]))
         own, tree = time.process_time() - own_before, workers.cpu_seconds() - tree_before
-    # calibrate() promises a job's CPU within 1.5x either way (tests/test_cpu.py); the clock
-    # ticks at 10 ms
+    # 1.5x either way: a slip of calibrate() or of the clocks' reading, not the machine's drift
+    # (tests/test_cpu.py has seen up to 1.6x and allows 1.75x), which this test has not met;
+    # 0.03 s for the clock readings
     assert 2 * 0.3 / 1.5 - 0.03 <= tree - own <= 2 * 0.3 * 1.5 + 0.03, (tree, own)
     assert own < 0.15, own
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from helpers import cpu, loadgen, workers
 from helpers import server as servers
+from helpers._thread_cpu import process_cpu_s
 from helpers.checks._core import (
     Check,
     ErrorNotes,
@@ -79,8 +80,6 @@ TOGETHER_SHARE = 0.3
 moments for a pool of two, only the hand-over moment for jobs that wait for each other)."""
 _MODULUS = 1_000_003  # helpers.cpu's
 
-_CPUCLOCK_SCHED = 2  # Linux: a process's CPU clock is addressed as ((~pid) << 3) | 2
-
 
 def checksum(n: int) -> int:
     """What ``burn(n)`` returns, in closed form: the sum of i*i for i < n, modulo 1,000,003."""
@@ -94,17 +93,8 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
-def _cpu_s(pid: int) -> float | None:
-    """CPU seconds the process ``pid`` has used (all its threads); None if it has ended, or
-    where the OS does not offer other processes' CPU clocks (off Linux)."""
-    try:
-        return time.clock_gettime_ns(((~pid) << 3) | _CPUCLOCK_SCHED) / 1e9
-    except (OSError, AttributeError):
-        return None
-
-
 def _clocks_readable() -> bool:
-    return _cpu_s(os.getpid()) is not None
+    return process_cpu_s(os.getpid()) is not None
 
 
 def _children() -> dict[int, BaseProcess]:
@@ -124,10 +114,10 @@ class _Usage:
 
     @classmethod
     def now(cls) -> _Usage:
-        readings = {pid: _cpu_s(pid) for pid in _children()}
+        readings = {pid: process_cpu_s(pid) for pid in _children()}
         times = os.times()
         return cls(
-            _cpu_s(os.getpid()) or 0.0,
+            process_cpu_s(os.getpid()) or 0.0,
             {pid: s for pid, s in readings.items() if s is not None},
             times.children_user + times.children_system,
         )
@@ -161,7 +151,7 @@ class _Sampler:
 
     def _run(self) -> None:
         while True:
-            readings = {pid: _cpu_s(pid) for pid in self.pids}
+            readings = {pid: process_cpu_s(pid) for pid in self.pids}
             self.samples.append({p: s for p, s in readings.items() if s is not None})
             if self._stop.wait(SAMPLE_EVERY_S):
                 return
@@ -307,11 +297,11 @@ def _require_app(check: Check, app: Any) -> None:
 def _stop_runaways(pids: set[int]) -> None:
     """Stop worker processes of this check that still compute after their server stopped (a
     job that never ends): they would burn a core for the kernel's life."""
-    before = {pid: _cpu_s(pid) for pid in pids}
+    before = {pid: process_cpu_s(pid) for pid in pids}
     time.sleep(0.2)
     children = _children()
     for pid, spent in before.items():
-        now = _cpu_s(pid)
+        now = process_cpu_s(pid)
         if spent is not None and now is not None and now - spent > 0.05 and pid in children:
             children[pid].terminate()
             children[pid].join(1.0)
