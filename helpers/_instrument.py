@@ -22,6 +22,8 @@ from typing import Any
 
 import anyio.to_thread
 
+from ._proxy import proxied_root_path
+
 SERVED_BY_HEADER = "x-served-by"
 
 Scope = MutableMapping[str, Any]
@@ -158,6 +160,12 @@ class Instrumented:
             await self.app(scope, receive, send)
             return
 
+        root_path = proxied_root_path(scope.get("headers", ()))
+        if root_path and not scope.get("root_path"):
+            # Through jupyter-server-proxy: the app's links (Swagger UI's openapi.json) must
+            # carry the proxy's prefix. Only root_path changes; routing ignores a root_path that
+            # the path does not start with, and the course's reports keep showing "/docs".
+            scope["root_path"] = root_path
         record = _RequestRecord(scope)
         token = _current_request.set(record)
 

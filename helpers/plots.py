@@ -31,11 +31,15 @@ class Picture:
 
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
-        self.figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        self.save(buffer)
         return buffer.getvalue()
 
-    def save(self, path: str) -> None:
-        self.figure.savefig(path, dpi=100, bbox_inches="tight")
+    def save(self, path: str | io.BytesIO) -> None:
+        # An opaque white background, whatever the learner's matplotlibrc says: dark text on a
+        # transparent PNG disappears in JupyterLab's dark theme.
+        self.figure.savefig(
+            path, format="png", dpi=100, bbox_inches="tight", facecolor="white", transparent=False
+        )
 
     def __repr__(self) -> str:
         return f"[picture: {self.description}]"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import html
 import inspect
 import itertools
 import linecache
@@ -32,6 +33,7 @@ from uvicorn.lifespan.on import LifespanOn
 
 from . import _thread_cpu
 from ._instrument import Instrumented, ThreadLabels, install_thread_noting, job_of_thread
+from ._proxy import behind_hub, browser_url
 from .loopwatch import LoopBlock, LoopWatch, is_library_file
 
 __all__ = ["Server", "ServerStartupError", "serve", "running_servers", "stop_all"]
@@ -381,6 +383,13 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def docs_url(self) -> str | None:
+        """A link to the app's Swagger UI that the learner's browser can open: the plain URL
+        locally, through jupyter-server-proxy on JupyterHub and Binder; None without docs."""
+        docs = getattr(self.app, "docs_url", None)  # FastAPI's; None when the app turned it off
+        return browser_url(HOST, self.port, docs) if isinstance(docs, str) and docs else None
+
+    @property
     def running(self) -> bool:
         return not self.stopped and self._thread.is_alive()
 
@@ -464,6 +473,24 @@ class Server:
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
         return f"<Server {self.name!r} {state} at {self.url}>"
+
+    def _repr_html_(self) -> str:
+        # What a notebook shows for a bare `server`: the same line, plus a link the learner
+        # can click to try the endpoints in Swagger UI while the server runs.
+        line = html.escape(repr(self))
+        docs = self.docs_url if self.running else None
+        if docs is None:
+            return f"<code>{line}</code>"
+        shown = html.escape(docs)
+        link = f'<a href="{shown}" target="_blank" rel="noopener">{shown}</a>'
+        if behind_hub() and not docs.startswith("/"):
+            hint = (
+                " (on JupyterHub or Binder your browser cannot reach 127.0.0.1 here: install "
+                "<code>jupyter-server-proxy</code> and restart the server to get a link that works)"
+            )
+        else:
+            hint = ""
+        return f"<code>{line}</code><br>Try its endpoints in your browser: {link}{hint}"
 
 
 def _resolve_app(app: Any) -> Any:

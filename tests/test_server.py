@@ -363,3 +363,39 @@ def test_cpu_seconds_counts_the_servers_threads_not_the_callers():
         busy = server.cpu_seconds() - before - idle
     assert idle < 0.05, idle
     assert 0.2 <= busy <= 0.6, busy
+
+
+def test_a_running_server_shows_a_link_to_its_docs_and_a_stopped_one_does_not(monkeypatch):
+    monkeypatch.delenv("JUPYTERHUB_SERVICE_PREFIX", raising=False)
+    with serve(apps.app, name="docs-link") as server:
+        assert server.docs_url == f"{server.url}/docs"
+        shown = server._repr_html_()
+        assert f'href="{server.url}/docs"' in shown and repr(server).split()[0][1:] in shown
+    assert "href" not in server._repr_html_()
+
+
+def test_on_jupyterhub_the_docs_link_goes_through_jupyter_server_proxy(monkeypatch):
+    pytest.importorskip("jupyter_server_proxy")
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/ada/")
+    with serve(apps.app, name="docs-proxy") as server:
+        assert server.docs_url == f"/user/ada/proxy/{server.port}/docs"
+        assert f'href="/user/ada/proxy/{server.port}/docs"' in server._repr_html_()
+
+
+def test_a_request_through_the_proxy_gets_links_under_the_proxys_prefix():
+    # jupyter-server-proxy strips its prefix from the path and names it in X-Forwarded-Context;
+    # Swagger UI must then fetch openapi.json under the prefix, or the docs page stays empty
+    with serve(apps.app, name="root-path") as server:
+        prefix = f"/user/ada/proxy/{server.port}"
+        proxied = urllib.request.Request(
+            server.url + "/docs", headers={"X-Forwarded-Context": prefix}
+        )
+        with urllib.request.urlopen(proxied, timeout=5) as response:
+            assert f"url: '{prefix}/openapi.json'" in response.read().decode()
+        _status, _headers, direct = get(server.url + "/docs")
+        assert "url: '/openapi.json'" in direct.decode()
+        # the routes still match, and the response still says who served it
+        root = urllib.request.Request(server.url + "/", headers={"X-Forwarded-Context": prefix})
+        with urllib.request.urlopen(root, timeout=5) as response:
+            assert response.read() == b'{"ok":true}'
+            assert response.headers["x-served-by"] == "event loop"
