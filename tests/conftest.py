@@ -27,6 +27,10 @@ TIMING_FILES = {
     "test_loopwatch.py",
     "test_server.py",
     "test_lab_browser.py",
+    "test_lab_notebooks.py",
+    "test_html_edition.py",
+    "test_two_learners.py",
+    "test_binder.py",
     "test_workers.py",
     # the exercise checks serve and time learners' code (sleeps of hundreds of ms, hangs), and
     # the grading tests run whole exercise notebooks, checks included, under real nbgrader
