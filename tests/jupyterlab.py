@@ -204,7 +204,12 @@ def wait_until_finished(page: Any, timeout_s: float = 240.0) -> float:
 
 # What JupyterLab's notebook model holds for each code cell after the run, and what the page
 # shows for each of its outputs (one output area child per output).
-_FACTS_JS = """() => {
+_FACTS_JS = """async () => {
+  // a picture counts as rendered when the browser can decode all of it (a truncated PNG still
+  // has a size, and would draw a grey part)
+  const decodes = async im => {
+    try { await im.decode(); return im.naturalWidth > 0; } catch (e) { return false; }
+  };
   const panel = window.jupyterapp.shell.currentWidget;
   const notebook = panel.content;
   const cells = [];
@@ -225,7 +230,7 @@ _FACTS_JS = """() => {
         plain: Array.isArray(plain) ? plain.join('') : (plain || null),
         shown: node ? node.innerText : null,
         images: images.length,
-        images_loaded: images.filter(im => im.complete && im.naturalWidth > 0).length,
+        images_loaded: (await Promise.all(images.map(decodes))).filter(Boolean).length,
         widget_views: node ? node.querySelectorAll('.jupyter-widgets').length : 0,
       });
     }
