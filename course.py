@@ -3,6 +3,7 @@
 
     python3 course.py lab    # opens JupyterLab at notebooks/index.ipynb
     python3 course.py test   # runs the whole test suite (the command CI runs)
+    python3 course.py html   # executes the lessons into a static HTML site in html/ (--out DIR)
 
 For instructors (README.md, "For instructors"; these install nbgrader, the `grading` extra):
 
@@ -120,8 +121,17 @@ def grade(args: list[str]) -> int:
     return _grading("grade", args)
 
 
+def html(args: list[str]) -> int:
+    """Execute the lessons and write the static HTML edition (helpers.html_edition)."""
+    ensure_environment("")
+    return subprocess.call(
+        [str(BIN / "python"), "-m", "helpers.html_edition", "--course", str(ROOT), *args],
+        env=environment_variables(),
+    )
+
+
 def main() -> int:
-    commands = {"lab": lab, "test": test, "exercises": exercises, "grade": grade}
+    commands = {"lab": lab, "test": test, "exercises": exercises, "grade": grade, "html": html}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__.strip())
         return 2

@@ -80,7 +80,7 @@ def test_report_has_one_public_spelling():
     assert report is defined and "report" in helpers.__all__
 
 
-@pytest.mark.parametrize("module", ["_threads", "_frontend"])
+@pytest.mark.parametrize("module", ["_threads", "_frontend", "_proxy"])
 def test_bottom_modules_import_nothing_from_the_package(module):
     # The shared low-level modules sit at the bottom: importing anything above them would
     # bring back the borrowing (and import cycles) they exist to end. Function-level imports count.

@@ -1,0 +1,40 @@
+"""Two learners on one JupyterHub host run the same lesson at the same moment, each in a kernel
+of their own: neither one's servers clash with the other's, and both lessons' claims hold."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from tests.notebook_runner import ROOT, check_notebook
+from tests.test_lesson_05 import CLAIMS
+
+LESSON = "05_gather.ipynb"  # fifty-odd timing claims, every one of them about waiting
+OUTPUT = Path(os.environ.get("COURSE_TEST_OUTPUT", ROOT / "test-output"))
+
+
+def run_lesson() -> float:
+    """Execute the lesson in a fresh kernel, assert every claim, return its wall time."""
+    return check_notebook(LESSON, CLAIMS).wall_s
+
+
+@pytest.mark.notebook
+def test_two_kernels_running_the_same_lesson_at_once_both_hold_its_claims():
+    alone_s = run_lesson()
+    # two processes, so that each learner's kernel is started and watched by its own client
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        runs = [pool.submit(run_lesson) for _ in range(2)]
+        together_s = [run.result(timeout=600) for run in runs]
+    slowdown = max(together_s) / alone_s
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with (OUTPUT / "two-learners.jsonl").open("a") as log:
+        log.write(json.dumps({"lesson": LESSON, "alone_s": round(alone_s, 1),
+                              "together_s": [round(s, 1) for s in together_s],
+                              "slowdown": round(slowdown, 2)}) + "\n")
+    print(f"{LESSON}: alone {alone_s:.1f} s; two at once {together_s[0]:.1f} s and "
+          f"{together_s[1]:.1f} s ({slowdown:.2f}x)")
