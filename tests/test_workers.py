@@ -294,10 +294,10 @@ def test_cpu_seconds_counts_the_work_of_child_processes_while_they_live() -> Non
         own_before, tree_before = time.process_time(), workers.cpu_seconds()
         list(pool.map(burn, [iterations, iterations]))
         own, tree = time.process_time() - own_before, workers.cpu_seconds() - tree_before
-    # 1.5x either way: a slip of calibrate() or of the clocks' reading, not the machine's drift
-    # (tests/test_cpu.py has seen up to 1.6x and allows 1.75x), which this test has not met;
-    # 0.03 s for the clock readings
-    assert 2 * 0.3 / 1.5 - 0.03 <= tree - own <= 2 * 0.3 * 1.5 + 0.03, (tree, own)
+    # 1.75x either way, as tests/test_cpu.py allows calibrate(): the machine's speed drifts (a
+    # suite run counted 1.006 s here for two jobs sized to 0.3 s, 1.68x); 0.03 s for the clock
+    # readings. Not walking the children counts 0.0 s
+    assert 2 * 0.3 / 1.75 - 0.03 <= tree - own <= 2 * 0.3 * 1.75 + 0.03, (tree, own)
     assert own < 0.15, own
 
 
