@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import os
 import platform
 import re
 import shutil
@@ -27,6 +26,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import nbformat
+
+from .environment import usable_cores
 
 __all__ = ["Edition", "build", "check_site", "main"]
 
@@ -103,7 +104,7 @@ def _without_widgets(notebook: nbformat.NotebookNode) -> None:
 
 def _edition_note(when: str) -> nbformat.NotebookNode:
     python = platform.python_version()
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     cell: nbformat.NotebookNode = nbformat.v4.new_markdown_cell(
         f"*Static edition: this page was executed on {when} on a {cores}-core machine with "
         f"Python {python}. Every number below was measured then; yours will differ a little. "
@@ -151,7 +152,6 @@ def build(
     course: Path,
     out: Path,
     *,
-    execute: bool = True,
     on_progress: Callable[[str], None] | None = None,
 ) -> Edition:
     """Execute the lessons of ``course`` and write the site to ``out`` (replaced if present)."""
@@ -169,7 +169,7 @@ def build(
             if on_progress:
                 on_progress(f"[{number}/{len(jobs)}] {relative}")
             notebook = nbformat.read(source, as_version=4)
-            if runs and execute and any(c.cell_type == "code" for c in notebook.cells):
+            if runs and any(c.cell_type == "code" for c in notebook.cells):
                 began = time.monotonic()
                 _execute(notebook, source.parent)
                 edition.run_seconds[relative.as_posix()] = round(time.monotonic() - began, 1)

@@ -14,6 +14,8 @@ from nbclient import NotebookClient
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
+# what tests leave for a person to look at (screenshots, timings); git ignores it
+TEST_OUTPUT = Path(os.environ.get("COURSE_TEST_OUTPUT", ROOT / "test-output"))
 CELL_TIMEOUT_S = 60
 
 # Appended to a copy of the notebook: reports the timing cells' figures, any server left, and

@@ -17,27 +17,19 @@ import venv
 
 import nbformat
 import pytest
-import yaml
 
 from tests.notebook_runner import ROOT
+from tests.test_environment import environment_packages
 
 # conda-forge names that differ from PyPI's (none today: the test says so if one appears)
 CONDA_TO_PIP: dict[str, str] = {}
-NOT_PACKAGES = {"python", "pip"}
 
 
 def environment_requirements() -> list[str]:
     """What environment.yml asks for, as pip requirements (conda's and the pip section)."""
-    environment = yaml.safe_load((ROOT / "environment.yml").read_text())
-    wanted = []
-    for entry in environment["dependencies"]:
-        if isinstance(entry, dict):
-            wanted.extend(entry["pip"])
-            continue
-        name = entry.split(">")[0].split("=")[0].split("<")[0].strip()
-        if name not in NOT_PACKAGES:
-            wanted.append(entry.replace(name, CONDA_TO_PIP.get(name, name), 1))
-    return wanted
+    return [
+        f"{CONDA_TO_PIP.get(name, name)}{spec}" for name, spec in sorted(environment_packages())
+    ]
 
 
 def test_environment_yml_becomes_pip_requirements():

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import time
 from pathlib import Path
@@ -39,14 +38,14 @@ from tests.jupyterlab import (
     shut_down_kernel,
     wait_until_finished,
 )
+from tests.notebook_runner import TEST_OUTPUT
 
 pytestmark = pytest.mark.browser
 
 HUB_PREFIX = "/user/learner/"
 LESSONS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 SOLVED_EXERCISES = sorted((ROOT / "solutions").glob("*/*.ipynb"))
-OUTPUT = Path(os.environ.get("COURSE_TEST_OUTPUT", ROOT / "test-output"))
-SCREENSHOTS = OUTPUT / "screenshots"
+SCREENSHOTS = TEST_OUTPUT / "screenshots"
 
 
 @pytest.fixture(scope="module")
@@ -72,15 +71,13 @@ def browser():
         playwright.stop()
 
 
-def has_code(path: Path) -> bool:
-    return any(c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells)
+def code_cells(path: Path) -> list[str]:
+    """The sources of the notebook's code cells, as stored."""
+    return [c.source for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
 
 
-def shows_a_quiz(path: Path) -> bool:
-    return any(
-        c.cell_type == "code" and re.search(r"\bquiz(_file)?\(", c.source)
-        for c in nbformat.read(path, as_version=4).cells
-    )
+def shows_a_quiz(sources: list[str]) -> bool:
+    return any(re.search(r"\bquiz(_file)?\(", source) for source in sources)
 
 
 @pytest.mark.parametrize(
@@ -89,6 +86,7 @@ def shows_a_quiz(path: Path) -> bool:
 )
 def test_run_all_in_jupyterlab_shows_every_output(path, hub_lab, browser):
     relative = path.relative_to(ROOT).as_posix()
+    sources = code_cells(path)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     stem = relative.replace("/", "_").removesuffix(".ipynb")
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
@@ -96,7 +94,7 @@ def test_run_all_in_jupyterlab_shows_every_output(path, hub_lab, browser):
     try:
         open_notebook(page, hub_lab, relative)
         set_theme(page, LIGHT)
-        if has_code(path):
+        if sources:
             run_all(page)
             wait_until_finished(page)
         facts = notebook_facts(page)
@@ -105,7 +103,7 @@ def test_run_all_in_jupyterlab_shows_every_output(path, hub_lab, browser):
         asks_for_news = page.get_by_text("get notified about official Jupyter news").count()
         problems = rendering_problems(facts)
         # a quiz that did not render cannot be clicked: report why, not a locator timeout
-        quiz = shows_a_quiz(path) and not problems
+        quiz = shows_a_quiz(sources) and not problems
         explanation = answer_first_quiz(page, facts) if quiz else None
         shots = full_page_screenshot(page, SCREENSHOTS / f"{stem}-light.png")
         set_theme(page, DARK)
@@ -114,15 +112,13 @@ def test_run_all_in_jupyterlab_shows_every_output(path, hub_lab, browser):
     finally:
         shut_down_kernel(page)
         page.close()
-    with (OUTPUT / "browser-runs.jsonl").open("a") as log:
+    with (TEST_OUTPUT / "browser-runs.jsonl").open("a") as log:
         log.write(json.dumps({"notebook": relative, "seconds": round(run_s, 1),
                               "screenshots": [s.name for s in shots]}) + "\n")
     assert asks_for_news == 0, "JupyterLab asks to fetch news from the web"
     assert not problems, f"{relative}:\n" + "\n".join(problems)
-    assert len(facts) == sum(
-        c.cell_type == "code" for c in nbformat.read(path, as_version=4).cells
-    ), "the page holds a different number of code cells than the notebook"
-    if shows_a_quiz(path):
+    assert len(facts) == len(sources), "the page holds a different number of code cells"
+    if shows_a_quiz(sources):
         assert explanation, "the quiz did not answer a click with its explanation"
 
 

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import os
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from tests.notebook_runner import ROOT, check_notebook
+from tests.notebook_runner import TEST_OUTPUT, check_notebook
 from tests.test_lesson_05 import CLAIMS
 
 LESSON = "05_gather.ipynb"  # fifty-odd timing claims, every one of them about waiting
-OUTPUT = Path(os.environ.get("COURSE_TEST_OUTPUT", ROOT / "test-output"))
 
 
 def run_lesson() -> float:
@@ -31,8 +28,8 @@ def test_two_kernels_running_the_same_lesson_at_once_both_hold_its_claims():
         runs = [pool.submit(run_lesson) for _ in range(2)]
         together_s = [run.result(timeout=600) for run in runs]
     slowdown = max(together_s) / alone_s
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with (OUTPUT / "two-learners.jsonl").open("a") as log:
+    TEST_OUTPUT.mkdir(parents=True, exist_ok=True)
+    with (TEST_OUTPUT / "two-learners.jsonl").open("a") as log:
         log.write(json.dumps({"lesson": LESSON, "alone_s": round(alone_s, 1),
                               "together_s": [round(s, 1) for s in together_s],
                               "slowdown": round(slowdown, 2)}) + "\n")
