@@ -4,6 +4,7 @@
     python3 course.py lab    # opens JupyterLab at notebooks/index.ipynb
     python3 course.py test   # runs the whole test suite (the command CI runs)
     python3 course.py html   # executes the lessons into a static HTML site in html/ (--out DIR)
+    python3 course.py doctor TARGET   # the app doctor on your own app (docs/doctor.md)
 
 For instructors (README.md, "For instructors"; these install nbgrader, the `grading` extra):
 
@@ -130,8 +131,23 @@ def html(args: list[str]) -> int:
     )
 
 
+def doctor(args: list[str]) -> int:
+    """The app doctor (helpers.doctor) on ``package.module:app`` or ``file.py:app``, run from
+    the caller's folder so that the target means what it says there."""
+    ensure_environment("")
+    env = environment_variables()
+    # the caller's folder first, as `python -m` would have it; the course's helpers after it
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (os.getcwd(), str(ROOT), env.get("PYTHONPATH", "")) if p
+    )
+    return subprocess.call([str(BIN / "python"), "-m", "helpers.doctor", *args], env=env)
+
+
 def main() -> int:
-    commands = {"lab": lab, "test": test, "exercises": exercises, "grade": grade, "html": html}
+    commands = {
+        "lab": lab, "test": test, "exercises": exercises, "grade": grade, "html": html,
+        "doctor": doctor,
+    }
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         print(__doc__.strip())
         return 2

@@ -134,6 +134,9 @@ class LoopBlock:
     """For a GIL wait: the threads that ran meanwhile, busiest first."""
     evidence: str = field(default="", repr=False, compare=False)
     """The figures the verdict rests on (samples, CPU shares, wake-ups), for the curious."""
+    loop_cpu_share: float = field(default=0.0, compare=False)
+    """How much of the block the loop's own thread spent on the CPU: near 1 when it computed
+    (a CPU loop, encoding), near 0 when it waited (``time.sleep``, a socket, the GIL)."""
 
     @property
     def is_garbage_collection(self) -> bool:
@@ -320,7 +323,7 @@ def _is_waiting(frame: FrameType) -> bool:
     return frame.f_code.co_filename.endswith(_WAITING_FILES)
 
 
-def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
+def _describe_stack(frame: FrameType, limit: int = 40) -> tuple[str, ...]:
     lines: list[str] = []
     walker: FrameType | None = frame
     while walker is not None and len(lines) < limit:
@@ -605,7 +608,7 @@ class LoopWatch:
             return LoopBlock(
                 start_s, end_s, filename, lineno, code, function, stack, cause,
                 gc_ms=gc_s * 1000.0, request=request, phase=phase, threads=threads,
-                evidence=evidence,
+                evidence=evidence, loop_cpu_share=loop_share,
             )
 
         cpu = self._cpu_during(stall, baseline, start_s)
@@ -945,14 +948,23 @@ class LoopWatch:
         """Where the loop is held right now (``cell In[4], line 2 `time.sleep(5)```), if its
         heartbeat has been silent for ``silent_s``; empty when the loop is running freely.
         Callable from any thread: a check uses it to say where a hung server is stuck."""
+        place = self.held_place(silent_s)
+        if place is None:
+            return ""
+        filename, lineno, code = place
+        return f"{_where(filename, lineno)} `{code}`"
+
+    def held_place(self, silent_s: float = 1.0) -> tuple[str, int, str] | None:
+        """``(filename, line, source)`` of what holds the loop right now, as :meth:`held_at`
+        finds it; ``None`` when the loop is running freely."""
         thread_id = self._loop_thread_id
         if thread_id is None or time.perf_counter() - self._last_beat < silent_s:
-            return ""
+            return None
         frame = sys._current_frames().get(thread_id)
         if frame is None:
-            return ""
+            return None
         filename, lineno, _ = _key(frame)
-        return f"{_where(filename, lineno)} `{linecache.getline(filename, lineno).strip()}`"
+        return filename, lineno, linecache.getline(filename, lineno).strip()
 
     def settle(self, until_s: float, timeout_s: float = 1.0) -> None:
         """Wait until the loop has beaten after ``until_s``: by then the heartbeat has filed

@@ -227,3 +227,23 @@ def probe_latency(
         f"{label} worst {run.for_path(path).max_s * 1000:.0f} ms" for label, run, path in lines
     )
     return Picture(figure, f"{title}: {worst}")
+
+
+def blocked_by_route(rows: Sequence[tuple[str, float]], threshold_ms: float) -> Picture:
+    """How long each route's requests held the event loop, one bar per route: the app
+    doctor's picture. ``rows`` holds ``(route, blocked ms)``."""
+    height = max(1.6, 0.32 * len(rows) + 1.0)
+    figure = Figure(figsize=(8, height))
+    axes = figure.subplots()
+    labels = [label for label, _ in rows][::-1]
+    values = [value for _, value in rows][::-1]
+    colours = [ERROR_COLOUR if value > 0 else PALETTE[2] for value in values]
+    axes.barh(labels, values, color=colours)
+    for y, value in enumerate(values):
+        axes.text(value, y, f" {value:.0f} ms", va="center", fontsize="small")
+    axes.set(xlabel=f"event loop blocked during the route's burst (ms; blocks of "
+             f"{threshold_ms:g} ms or more)", title="Which routes hold the event loop")
+    axes.set_xlim(0, max([*values, threshold_ms]) * 1.25)
+    figure.tight_layout()
+    blocked = [f"{label} {value:.0f} ms" for label, value in rows if value > 0]
+    return Picture(figure, "loop blocked by route: " + ("; ".join(blocked) or "none"))

@@ -1,0 +1,233 @@
+"""Turn the loop watch's records into findings: which part of the app held the loop, at
+which line, why, and the one-line fix."""
+
+from __future__ import annotations
+
+import linecache
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from helpers import loopwatch
+
+from ._plan import Function
+
+ENDPOINT = "endpoint"
+DEPENDENCY = "dependency"
+MIDDLEWARE = "middleware"
+BACKGROUND_TASK = "background task"
+ENCODING = "encoding the response"
+GIL = "GIL held by other threads"
+GARBAGE_COLLECTION = "garbage collection"
+C_CODE = "C code that kept the GIL"
+LIBRARY = "library code"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One place that held the event loop during a route's burst, its blocks added up."""
+
+    duration_ms: float
+    """All the blocks at this place, added up."""
+    blocks: int
+    longest_ms: float
+    file: str
+    line: int
+    code: str
+    part: str
+    """Which part of the app ran it: one of the constants above (``endpoint``, ``dependency``…)."""
+    cause: str
+    """The cause in words: ``time.sleep in the endpoint's own code``, ``waiting for the GIL…``."""
+    fix: str
+
+    @property
+    def where(self) -> str:
+        return f"{_short(self.file)}:{self.line}" if self.line else ""
+
+
+@dataclass(frozen=True)
+class AppParts:
+    """The app's functions by role, to tell which part a sampled stack was in."""
+
+    roles: Mapping[tuple[str, str], tuple[str, str]]
+    """``(file, function name) -> (part, display name)``."""
+
+    @staticmethod
+    def of(
+        endpoints: Iterable[Function], dependencies: Iterable[Function],
+        middleware: Iterable[Function],
+    ) -> AppParts:
+        roles: dict[tuple[str, str], tuple[str, str]] = {}
+        for part, functions in (
+            (MIDDLEWARE, middleware), (DEPENDENCY, dependencies), (ENDPOINT, endpoints),
+        ):
+            for function in functions:
+                roles[(function.file, function.name)] = (part, f"{function.name}()")
+        return AppParts(roles)
+
+
+def _short(path: str) -> str:
+    """The last two parts of a path: ``capstone/orders.py``."""
+    parts = path.replace("\\", "/").split("/")
+    return "/".join(parts[-2:])
+
+
+def _frames(stack: Sequence[str]) -> list[tuple[str, int, str]]:
+    """``file:line in function`` strings, innermost first, as tuples."""
+    frames = []
+    for text in reversed(stack):
+        place, _, function = text.rpartition(" in ")
+        file, _, line = place.rpartition(":")
+        frames.append((file, int(line) if line.isdigit() else 0, function))
+    return frames
+
+
+def part_of(block: loopwatch.LoopBlock, parts: AppParts) -> tuple[str, str]:
+    """Which part of the app the loop was running (part, name), read outwards from the
+    innermost frame: the first frame that is a known function, or a framework frame that
+    says it was a background task or a middleware."""
+    for file, _, function in _frames(block.stack):
+        role = parts.roles.get((file, function))
+        if role is not None:
+            return role
+        normal = file.replace("\\", "/")
+        if "starlette/background.py" in normal:
+            return BACKGROUND_TASK, ""
+        if "starlette/middleware/base.py" in normal:
+            return MIDDLEWARE, ""
+        if "fastapi/routing.py" in normal and function in ("serialize_response", "app"):
+            break
+    if block.phase == "running a background task":
+        return BACKGROUND_TASK, ""
+    if "encoding" in block.phase or "building the response" in block.phase:
+        return ENCODING, ""
+    return (ENDPOINT, "") if not loopwatch.is_library_file(block.filename) else (LIBRARY, "")
+
+
+def _background_task_name(block: loopwatch.LoopBlock) -> str:
+    frames = _frames(block.stack)
+    for index, (file, _, _) in enumerate(frames):
+        if "starlette/background.py" in file.replace("\\", "/") and index > 0:
+            return f"{frames[index - 1][2]}()"
+    return ""
+
+
+_CLIENT_BUILD = ("AsyncClient(", "httpx.Client(", "ClientSession(", "create_default_context")
+_SYNC_HTTP = ("requests.", "urlopen(", "httpx.get(", "httpx.post(", "http.client", "urllib")
+
+
+def _fix(part: str, name: str, code: str, stack_text: str, computing: bool) -> str:
+    """One line: what to change, chosen by what held the loop and in which part."""
+    if any(mark in code for mark in _CLIENT_BUILD) or "httpx/_config.py" in stack_text:
+        return ("build one client in the lifespan and share it (app.state), instead of one "
+                "per request: building it loads the SSL certificates on the loop")
+    if part == ENCODING:
+        return ("return less per request (paginate), or encode it in a thread: "
+                "`await run_in_threadpool(...)` and return a Response")
+    if part == GIL:
+        return ("move the CPU work to a process pool (`await loop.run_in_executor(pool, fn, "
+                "...)`) or more workers: threads never run Python in parallel")
+    if part == GARBAGE_COLLECTION:
+        return "the route creates a great many objects at once: return or build fewer"
+    if computing and "time.sleep" not in code:
+        where = {BACKGROUND_TASK: "a task queue or "}.get(part, "")
+        return (f"CPU work on the loop: move it to {where}a process pool "
+                "(`await loop.run_in_executor(pool, fn, ...)`)")
+    if "time.sleep" in code:
+        instead = "use `await asyncio.sleep(...)`"
+    elif "sqlite3" in stack_text or ".execute(" in code:
+        instead = "use an async driver (aiosqlite, asyncpg) with `await`"
+    elif any(mark in code or mark in stack_text for mark in _SYNC_HTTP):
+        instead = "use an async HTTP client (one shared httpx.AsyncClient) with `await`"
+    else:
+        instead = "use an async version of the call with `await`"
+    if part == DEPENDENCY:
+        return f"{instead}, or declare the dependency {name or ''} with plain `def`".replace(
+            "  ", " "
+        )
+    if part == BACKGROUND_TASK:
+        return f"{instead}, or declare the task with plain `def` (it then runs in a thread)"
+    if part == MIDDLEWARE:
+        return f"{instead}, or wrap the call in `await run_in_threadpool(...)`"
+    return f"{instead}, or declare the endpoint with plain `def` (it then runs in a thread)"
+
+
+def _gil_cause(block: loopwatch.LoopBlock) -> str:
+    """``waiting for the GIL while 6 threadpool workers ran app.py:47 `total += i * i```:
+    the lines threads were caught running, busiest first (a thread known only by the function
+    it was given counts only when no thread was caught)."""
+    caught = [r for r in block.threads if r.lineno and r.seen_running and not r.job_only]
+    runs = caught or [r for r in block.threads if r.lineno]
+    by_place: dict[str, list[str]] = {}
+    for run in runs:
+        at = f"{_short(run.filename)}:{run.lineno} `{source_only(run.code)}`"
+        by_place.setdefault(at, []).append(run.name)
+    if not by_place:
+        return "waiting for the GIL, held by another thread"
+    parts = []
+    for at, names in sorted(by_place.items(), key=lambda item: -len(item[1]))[:2]:
+        if len(names) == 1:
+            who = names[0]
+        elif all(n.startswith("worker") for n in names):
+            who = f"{len(names)} threadpool workers"
+        else:
+            who = f"{len(names)} threads"
+        parts.append(f"{who} ran {at}")
+    return "waiting for the GIL while " + "; ".join(parts)
+
+
+def source_only(code: str) -> str:
+    """A source line without its trailing comment."""
+    return code.split("  #", 1)[0].strip()
+
+
+def findings_of(
+    blocks: Sequence[loopwatch.LoopBlock], parts: AppParts, endpoint: Function | None,
+) -> list[Finding]:
+    """The blocks of one route's burst, grouped by place, longest total first. A thread or a
+    process pool being started is left out: the machine's delay, not the app's code."""
+    grouped: dict[tuple[str, int, str, str], list[loopwatch.LoopBlock]] = {}
+    described: dict[tuple[str, int, str, str], tuple[str, str, str, str, str]] = {}
+    for block in blocks:
+        if block.starting_a_thread or block.starting_a_process:
+            continue
+        file, line, code = block.filename, block.lineno, block.code
+        if block.cause == loopwatch.CAUSE_GIL:
+            part, name = GIL, ""
+            cause = _gil_cause(block)
+        elif block.cause == loopwatch.CAUSE_GC:
+            part, name, cause = GARBAGE_COLLECTION, "", str(block.code)
+            file, line, code = "", 0, ""
+        elif block.cause == loopwatch.CAUSE_UNSAMPLED:
+            part, name, cause = C_CODE, "", block.code
+            file, line, code = "", 0, ""
+        else:
+            part, name = part_of(block, parts)
+            if part == BACKGROUND_TASK and not name:
+                name = _background_task_name(block)
+            what = "CPU work" if block.loop_cpu_share >= 0.5 else "a blocking wait"
+            if part == ENCODING or (part == LIBRARY and block.in_library_code):
+                part = ENCODING if part == ENCODING else LIBRARY
+                cause = f"{block.phase or 'library code'} ({_short(file)}:{line})"
+                if endpoint is not None:  # the route's own line says more than the library's
+                    file, line = endpoint.file, endpoint.line
+                    code = linecache.getline(file, line).strip()
+            else:
+                cause = f"{what} in the {part}" + (f" {name}" if name else "")
+        if part in (GARBAGE_COLLECTION, C_CODE) and block.request and endpoint is not None:
+            file, line = endpoint.file, endpoint.line
+            code = linecache.getline(file, line).strip()
+        key = (file, line, part, name)
+        grouped.setdefault(key, []).append(block)
+        if key not in described:
+            stack_text = " ".join(block.stack)
+            fix = _fix(part, name, code, stack_text, block.loop_cpu_share >= 0.5)
+            described[key] = (file, source_only(code), part, cause, fix)
+    findings = []
+    for key, group in grouped.items():
+        file, code, part, cause, fix = described[key]
+        durations = [b.duration_ms for b in group]
+        findings.append(Finding(
+            sum(durations), len(group), max(durations), file, key[1], code, part, cause, fix,
+        ))
+    findings.sort(key=lambda f: -f.duration_ms)
+    return findings

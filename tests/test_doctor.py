@@ -1,0 +1,209 @@
+"""The app doctor end to end, as a user runs it: the command in a subprocess, its exit status,
+its table and its JSON; and ``examine()`` in-process, as a notebook calls it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers.doctor import RouteReport, examine
+from tests.test_workers import marked_processes
+
+APPS = Path(__file__).parent / "fixtures" / "doctor"
+WARD = APPS / "ward.py"
+ROOT = Path(__file__).parent.parent
+RUN_LIMIT_S = 90.0
+"""No run of the doctor may take longer: a hang fails the test instead of stalling the suite."""
+
+
+def doctor(*args: str, case: str = "", marker: str = "") -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), DOCTOR_CASE=case,
+               DOCTOR_TEST_MARKER=marker or "none")
+    return subprocess.run(
+        [sys.executable, "-m", "helpers.doctor", *args], cwd=APPS, env=env,
+        capture_output=True, text=True, timeout=RUN_LIMIT_S,
+    )
+
+
+def marked_lines(path: Path) -> dict[str, list[int]]:
+    """``{part: [line, ...]}`` for each ``# DOCTOR: part`` marker in the file."""
+    found: dict[str, list[int]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        match = re.search(r"# DOCTOR: (.+)$", line)
+        if match:
+            found.setdefault(match.group(1).strip(), []).append(number)
+    return found
+
+
+@pytest.fixture(scope="module")
+def ward_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str],
+                                                               dict[str, Any], float]:
+    out = tmp_path_factory.mktemp("doctor") / "ward.json"
+    started = time.monotonic()
+    run = doctor("ward.py:app", "--json", str(out))
+    return run, json.loads(out.read_text()), time.monotonic() - started
+
+
+BLOCKING = {
+    # route: the part of the app the doctor must blame
+    "GET /sleepy": "endpoint",
+    "GET /looked-up": "dependency",
+    "GET /audited": "middleware",
+    "GET /crunch": "GIL held by other threads",
+    "GET /fetch": "endpoint",
+    "POST /orders": "background task",
+    "GET /export": "encoding the response",
+}
+FINE = ["GET /fine", "GET /threaded", "GET /items/{item_id}", "GET /ticker"]
+
+
+def routes_of(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {f"{r['method']} {r['path']}": r for r in report["routes"]}
+
+
+def test_the_doctor_names_each_blocking_route_at_its_line(ward_run: Any) -> None:
+    run, report, _ = ward_run
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr == ""
+    routes = routes_of(report)
+    lines = marked_lines(WARD)
+    for label, part in BLOCKING.items():
+        route = routes[label]
+        assert route["verdict"] == RouteReport.BLOCKS, (label, route)
+        worst = route["blocks"][0]
+        assert worst["part"] == part, (label, worst)
+        assert worst["file"] == str(WARD), (label, worst)
+        assert worst["line"] in lines[part], (label, worst, lines[part])
+        assert worst["duration_ms"] >= report["threshold_ms"]
+        assert route["fix"], label
+    # the fix fits the finding
+    assert "asyncio.sleep" in routes["GET /sleepy"]["fix"]
+    assert "lifespan" in routes["GET /fetch"]["fix"]
+    assert "process pool" in routes["GET /crunch"]["fix"]
+    assert "plain `def`" in routes["GET /looked-up"]["fix"]
+    assert "paginate" in routes["GET /export"]["fix"]
+
+
+def test_the_doctor_finds_nothing_on_routes_that_do_not_block(ward_run: Any) -> None:
+    _, report, _ = ward_run
+    routes = routes_of(report)
+    for label in FINE:
+        route = routes[label]
+        assert route["verdict"] == RouteReport.OK, (label, route)
+        assert route["blocks"] == [], (label, route["blocks"])
+        assert route["counts"]["failed"] == 0
+    assert routes["GET /items/{item_id}"]["url"] == "/items/1?limit=1"
+    assert routes["GET /threaded"]["runs_on"] == "threadpool"
+    assert routes["GET /fine"]["runs_on"] == "event loop + threadpool"
+    assert routes["GET /sleepy"]["runs_on"] == "event loop"
+
+
+def test_the_doctor_reports_errors_and_skips_websockets(ward_run: Any) -> None:
+    run, report, elapsed_s = ward_run
+    routes = routes_of(report)
+    broken = routes["GET /broken"]
+    assert broken["verdict"] == RouteReport.FAILS
+    assert "ZeroDivisionError" in broken["failures"]
+    live = routes["WS /live"]
+    assert live["verdict"] == RouteReport.SKIPPED and "WebSocket" in live["reason"]
+    # the table, with one line per route and the summary
+    for label in [*BLOCKING, *FINE, "GET /broken", "WS /live"]:
+        assert re.search(rf"^{re.escape(label)}\s", run.stdout, re.MULTILINE), label
+    assert "7 need fixing" in run.stdout
+    assert elapsed_s < 30.0, f"13 routes took {elapsed_s:.1f} s"
+
+
+def test_json_follows_the_documented_schema(ward_run: Any) -> None:
+    _, report, _ = ward_run
+    documented = (ROOT / "docs" / "doctor.md").read_text()
+    route_keys = set(report["routes"][0])
+    block_keys = set(routes_of(report)["GET /sleepy"]["blocks"][0])
+    for key in {*report, *route_keys, *block_keys}:
+        assert f"`{key}`" in documented, f"docs/doctor.md does not document {key!r}"
+    assert report["schema_version"] == 1 and report["exit_status"] == 1
+
+
+@pytest.mark.parametrize(
+    ("case", "target", "says"),
+    [
+        ("import", "troubled.py:app", "RuntimeError: DATABASE_URL is not set"),
+        ("lifespan", "troubled.py:app", "ConnectionError: the cache refused the connection"),
+        ("lifespan-hang", "troubled.py:app", "await asyncio.Event().wait()"),
+        ("", "troubled.py:not_an_app", "not an ASGI app"),
+        ("", "troubled.py:missing", "has no attribute 'missing'"),
+        ("", "no_such_module:app", "no module named 'no_such_module'"),
+        ("", "troubled.py", "package.module:app"),
+    ],
+)
+def test_an_app_that_cannot_start_exits_2_with_one_line(case: str, target: str, says: str) -> None:
+    started = time.monotonic()
+    run = doctor(target, "--startup-timeout", "1", case=case)
+    assert run.returncode == 2, run.stdout + run.stderr
+    first, *rest = run.stderr.splitlines()
+    assert first.startswith("doctor: "), run.stderr
+    assert says in run.stderr, run.stderr
+    if case in ("import", "lifespan"):
+        # the app's own traceback, down to the line that failed
+        assert "troubled.py" in "\n".join(rest) and "the " in first
+    assert time.monotonic() - started < 20.0
+
+
+def test_usage_errors_exit_2() -> None:
+    for args in (["ward.py:app", "--requests", "0"], ["ward.py:app", "--concurrency", "x"], []):
+        run = doctor(*args)
+        assert run.returncode == 2, (args, run.stderr)
+        assert "usage:" in run.stderr
+    run = doctor("ward.py:app", "--route", "GET", "/nowhere")
+    assert run.returncode == 2 and "no route matches" in run.stderr
+
+
+def test_a_hanging_route_and_an_empty_app_are_lines_not_hangs() -> None:
+    run = doctor("troubled.py:app", "--timeout", "1", "--json", "-")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads(run.stdout)
+    routes = routes_of(report)
+    assert routes["GET /hang"]["verdict"] == RouteReport.HANGS
+    assert "no answer within 1 s" in routes["GET /hang"]["reason"]
+    assert routes["GET /ok"]["verdict"] == RouteReport.OK
+    assert "GET /hang: no answer within 1 s" in run.stderr  # the table went to stderr
+    empty = doctor("troubled.py:empty")
+    assert empty.returncode == 0 and "the app has no routes to examine" in empty.stdout
+
+
+def test_a_loop_held_for_good_exits_1_and_leaves_no_process() -> None:
+    marker = uuid.uuid4().hex
+    started = time.monotonic()
+    run = doctor("troubled.py:stuck", "--timeout", "1", "--json", "-", marker=marker)
+    elapsed_s = time.monotonic() - started
+    assert run.returncode == 1, run.stdout + run.stderr
+    routes = routes_of(json.loads(run.stdout))
+    spin = routes["GET /spin"]
+    assert spin["verdict"] == RouteReport.STUCK
+    assert spin["blocks"][0]["code"] == "while True:"
+    assert routes["GET /last"]["verdict"] == RouteReport.SKIPPED
+    assert routes["GET /first"]["verdict"] == RouteReport.OK
+    assert elapsed_s < 30.0
+    assert marked_processes(marker) == []
+
+
+def test_examine_in_process_returns_the_report_with_a_picture() -> None:
+    from tests.fixtures.doctor.ward import app
+
+    report = examine(app, routes=[("GET", "/sleepy"), ("GET", "/fine")], requests=6)
+    by_label = {r.label: r for r in report.routes}
+    assert by_label["GET /sleepy"].verdict == RouteReport.BLOCKS
+    assert by_label["GET /fine"].verdict == RouteReport.OK
+    assert report.exit_status == 1
+    page = report._repr_html_()
+    assert "<table>" in page and "data:image/png;base64," in page
+    assert "GET /sleepy: loop blocked" in str(report)
+    assert "loop blocked by route: GET /sleepy" in report.picture().description
