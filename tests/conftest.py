@@ -33,6 +33,7 @@ TIMING_FILES = {
     "test_binder.py",
     "test_workers.py",
     "test_doctor.py",
+    "test_capstone.py",
     # the exercise checks serve and time learners' code (sleeps of hundreds of ms, hangs), and
     # the grading tests run whole exercise notebooks, checks included, under real nbgrader
     # (and every tests/test_checks_lessonNN.py: see below)

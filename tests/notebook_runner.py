@@ -138,7 +138,8 @@ class Within:
 
 
 def check_notebook(
-    name: str | Path, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = ()
+    name: str | Path, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> ExecutedNotebook:
     """Execute ``name``; fail on any error, a stray server or child process, a slow cell, a claim
     out of bounds, or anything written to stderr.
@@ -148,7 +149,7 @@ def check_notebook(
     ``allowed_stderr`` lists regular expressions for stderr output a lesson shows on purpose
     (and says so in its prose); every stderr output must match one of them.
     """
-    executed = execute(name)
+    executed = execute(name, env)
     unexpected = [
         text for text in executed.stderr_output()
         if not any(re.search(pattern, text) for pattern in allowed_stderr)

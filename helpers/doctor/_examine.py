@@ -25,9 +25,9 @@ from ._report import Report, RouteReport
 PROBE_PATH = "/__doctor__/probe"
 """A path the doctor answers itself, on the app's loop: how long it takes is the loop's lag."""
 PROBE_EVERY_S = 0.02
-ROUTE_BUDGET_S = 1.0
+ROUTE_BUDGET_S = 0.8
 """About how long each route's burst may take; a slow or blocking route gets fewer requests."""
-SETTLE_S = 0.15
+SETTLE_S = 0.1
 """How long after a burst its background tasks may still run and count against the route."""
 DEFAULT_REQUESTS = 20
 DEFAULT_CONCURRENCY = 10
@@ -270,9 +270,7 @@ def _examine_route(
     blocks = server.watch.blocks_between(traffic.started_s, time.perf_counter())
     during = [r for r in probe.records if r.start_s <= traffic.ended_s]
     probe_latencies = sorted(r.latency_s for r in during) or [0.0]
-    findings = findings_of(
-        [b for b in blocks if b.duration_ms >= options.threshold_ms], parts, plan.endpoint
-    )
+    findings = findings_of(blocks, parts, plan.endpoint, options.threshold_ms)
     statuses = Counter(str(r.status) if r.status is not None else "no answer"
                        for r in traffic.records)
     failures = Counter(r.error or f"HTTP {r.status}" for r in traffic.records if not r.ok)

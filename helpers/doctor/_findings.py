@@ -98,9 +98,16 @@ def part_of(block: loopwatch.LoopBlock, parts: AppParts) -> tuple[str, str]:
             break
     if block.phase == "running a background task":
         return BACKGROUND_TASK, ""
-    if "encoding" in block.phase or "building the response" in block.phase:
+    if block.phase in _RESPONSE_PHASES:
         return ENCODING, ""
     return (ENDPOINT, "") if not loopwatch.is_library_file(block.filename) else (LIBRARY, "")
+
+
+_RESPONSE_PHASES = (
+    "encoding the response", "validating and encoding the response", "building the response",
+    "reading or writing the connection",
+)
+"""What FastAPI and uvicorn do with a response on the loop: a large one takes long in each."""
 
 
 def _background_task_name(block: loopwatch.LoopBlock) -> str:
@@ -112,7 +119,10 @@ def _background_task_name(block: loopwatch.LoopBlock) -> str:
 
 
 _CLIENT_BUILD = ("AsyncClient(", "httpx.Client(", "ClientSession(", "create_default_context")
-_SYNC_HTTP = ("requests.", "urlopen(", "httpx.get(", "httpx.post(", "http.client", "urllib")
+_SYNC_HTTP = ("requests.", "urlopen(", "httpx.get(", "httpx.post(", "http.client", "urllib",
+              "httpx/_client.py", "requests/sessions.py")
+_RELEASES_GIL = ("hashlib.", "pbkdf2", "scrypt", "bcrypt", "argon2", "zlib.", "gzip.", "lzma.")
+"""Calls whose C code lets go of the GIL: in a thread they leave the loop free."""
 
 
 def _fix(part: str, name: str, code: str, stack_text: str, computing: bool) -> str:
@@ -121,14 +131,22 @@ def _fix(part: str, name: str, code: str, stack_text: str, computing: bool) -> s
         return ("build one client in the lifespan and share it (app.state), instead of one "
                 "per request: building it loads the SSL certificates on the loop")
     if part == ENCODING:
-        return ("return less per request (paginate), or encode it in a thread: "
-                "`await run_in_threadpool(...)` and return a Response")
+        return ("send less per request (paginate), or stream it in chunks "
+                "(a StreamingResponse over an async generator), so the loop is free between them")
     if part == GIL:
         return ("move the CPU work to a process pool (`await loop.run_in_executor(pool, fn, "
                 "...)`) or more workers: threads never run Python in parallel")
     if part == GARBAGE_COLLECTION:
         return "the route creates a great many objects at once: return or build fewer"
     if computing and "time.sleep" not in code:
+        if any(mark in code for mark in _RELEASES_GIL):
+            also = {
+                DEPENDENCY: ", or declare the dependency with plain `def`",
+                BACKGROUND_TASK: ", or declare the task with plain `def`",
+                ENDPOINT: ", or declare the endpoint with plain `def`",
+            }.get(part, "")
+            return ("CPU work on the loop, in C code that releases the GIL: run it in a thread "
+                    f"with `await run_in_threadpool(...)`{also}")
         where = {BACKGROUND_TASK: "a task queue or "}.get(part, "")
         return (f"CPU work on the loop: move it to {where}a process pool "
                 "(`await loop.run_in_executor(pool, fn, ...)`)")
@@ -180,15 +198,39 @@ def source_only(code: str) -> str:
     return code.split("  #", 1)[0].strip()
 
 
+def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
+    """Is this block the app's doing, and long enough to report?
+
+    Not counted, as the machine's doing rather than the app's code: a thread or a process
+    pool being started; a loop waiting for a free core; a GIL wait while the other threads
+    were all in calls that let go of the GIL (``hashlib``, ``zlib``: on a machine short of
+    cores they are slow to hand it back, but a process pool would not make them faster); garbage
+    collection (a full collection stops every thread for as long as the whole heap takes to
+    scan, whichever route happened to trigger it): a block counts only by the part of it that
+    was not collection. A block no Python line could be sampled in counts from twice the
+    threshold: a long C call on the loop shows so, and so, briefly, does a starved machine."""
+    if block.starting_a_thread or block.starting_a_process or block.short_of_cores:
+        return False
+    if block.waited_for_gil and block.threads and all(
+        any(mark in run.code for mark in _RELEASES_GIL) for run in block.threads
+    ):
+        return False
+    own_ms = block.duration_ms - block.gc_ms
+    if block.cause == loopwatch.CAUSE_UNSAMPLED:
+        return own_ms >= 2 * threshold_ms
+    return block.cause != loopwatch.CAUSE_GC and own_ms >= threshold_ms
+
+
 def findings_of(
     blocks: Sequence[loopwatch.LoopBlock], parts: AppParts, endpoint: Function | None,
+    threshold_ms: float,
 ) -> list[Finding]:
-    """The blocks of one route's burst, grouped by place, longest total first. A thread or a
-    process pool being started is left out: the machine's delay, not the app's code."""
+    """The blocks of one route's burst that :func:`counts`, grouped by place, longest total
+    first."""
     grouped: dict[tuple[str, int, str, str], list[loopwatch.LoopBlock]] = {}
     described: dict[tuple[str, int, str, str], tuple[str, str, str, str, str]] = {}
     for block in blocks:
-        if block.starting_a_thread or block.starting_a_process:
+        if not counts(block, threshold_ms):
             continue
         file, line, code = block.filename, block.lineno, block.code
         if block.cause == loopwatch.CAUSE_GIL:

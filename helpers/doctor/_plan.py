@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import fastapi.routing
 from starlette.routing import Host, Mount, Route, WebSocketRoute
 
 _MAX_DEPTH = 8
@@ -116,21 +117,45 @@ def _dependencies(route: Any) -> tuple[Function, ...]:
     return tuple(found)
 
 
+@dataclass(frozen=True)
+class _RouteView:
+    """A route as the app serves it: a router's prefix included in its path."""
+
+    route: Any
+    """The route object itself (``APIRoute``, ``WebSocketRoute``, ``Mount``…)."""
+    path: str
+    path_format: str
+    methods: frozenset[str]
+    endpoint: Any
+
+
+def _route_views(app: Any) -> list[_RouteView]:
+    """Every route of ``app``. FastAPI 0.160 and later keep an included router as one entry
+    of ``app.routes``; ``fastapi.routing.iter_route_contexts`` lists the routes inside it."""
+    routes = list(getattr(app, "routes", []))
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    entries = list(iterate(routes)) if iterate is not None else routes
+    views = []
+    for entry in entries:
+        route = getattr(entry, "original_route", entry)
+        path = str(getattr(entry, "path", None) or getattr(route, "path", "") or "")
+        views.append(_RouteView(
+            route, path, str(getattr(entry, "path_format", None) or path),
+            frozenset(getattr(entry, "methods", None) or getattr(route, "methods", None) or ()),
+            getattr(entry, "endpoint", None) or getattr(route, "endpoint", None),
+        ))
+    return views
+
+
 def plan_requests(app: Any) -> list[Plan | Skipped]:
     """One entry per route and method, in the order the app declares them."""
     schema = _openapi(app)
     plans: list[Plan | Skipped] = []
-    for route in getattr(app, "routes", []):
-        if _is_framework_route(route):
-            continue
-        plans.extend(_plan_route(route, "", schema))
+    for view in _route_views(app):
+        if getattr(view.endpoint, "__module__", "") == "fastapi.applications":
+            continue  # FastAPI's own pages (/docs, /redoc, /openapi.json), not the app's code
+        plans.extend(_plan_route(view, schema))
     return plans
-
-
-def _is_framework_route(route: Any) -> bool:
-    """FastAPI's own pages (``/docs``, ``/redoc``, ``/openapi.json``): not the app's code."""
-    endpoint = getattr(route, "endpoint", None)
-    return getattr(endpoint, "__module__", "") == "fastapi.applications"
 
 
 def _openapi(app: Any) -> dict[str, Any] | None:
@@ -144,10 +169,10 @@ def _openapi(app: Any) -> dict[str, Any] | None:
     return schema if isinstance(schema, dict) else None
 
 
-def _plan_route(route: Any, prefix: str, schema: dict[str, Any] | None) -> list[Plan | Skipped]:
-    path = prefix + str(getattr(route, "path", "") or "")
-    endpoint = describe_function(getattr(route, "endpoint", None))
-    if isinstance(route, WebSocketRoute):
+def _plan_route(view: _RouteView, schema: dict[str, Any] | None) -> list[Plan | Skipped]:
+    route, path = view.route, view.path
+    endpoint = describe_function(view.endpoint)
+    if isinstance(route, WebSocketRoute) or "websocket" in type(route).__name__.lower():
         return [Skipped("WS", path, "a WebSocket route: the doctor sends HTTP requests only",
                         endpoint)]
     if isinstance(route, (Mount, Host)):
@@ -155,16 +180,16 @@ def _plan_route(route: Any, prefix: str, schema: dict[str, Any] | None) -> list[
                         "examine it on its own", None)]
     if not isinstance(route, Route):
         return [Skipped("?", path or "?", f"a {type(route).__name__}, not an HTTP route", None)]
-    methods = sorted(set(route.methods or {"GET"}) - _SKIPPED_METHODS) or ["GET"]
+    methods = sorted(set(view.methods or {"GET"}) - _SKIPPED_METHODS) or ["GET"]
     dependencies = _dependencies(route)
-    operations = (schema or {}).get("paths", {}).get(getattr(route, "path_format", path), {})
+    operations = (schema or {}).get("paths", {}).get(view.path_format, {})
     result: list[Plan | Skipped] = []
     for method in methods:
         operation = operations.get(method.lower())
         try:
             if operation is not None:
                 url, body, headers = _request_from_operation(path, operation, schema or {})
-            elif route.param_convertors:
+            elif "{" in path:
                 raise Unbuildable(
                     "its path has parameters and it is not in the OpenAPI schema "
                     "(include_in_schema=False, or not a FastAPI route)"
