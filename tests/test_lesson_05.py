@@ -48,9 +48,10 @@ CLAIMS = {
     # 200 calls through 100 connections: "twice one call is the floor ... several times one call
     # (5 to 8 times in our runs, more on a busy machine)" (ideal = one call; measured 5.5-8.1x)
     "200 gathered calls of 0.3 s, default client (max_connections=100)": Within(2.0, 10.0),
-    # "half a second to a second and a quarter of CPU ... about as long as the two rounds of
-    # waiting, or longer" (measured 1.16-1.23 s quiet, 0.56 s at load average 9)
-    "client CPU for the 200 calls (this thread only)": Within(0.45, 1.6),
+    # "between half a second and 1.6 seconds of CPU in our runs: about 1.2 s on a quiet machine,
+    # less or more on a busy one" (measured 1.16-1.23 s quiet, 0.56 s at load average 9, 1.63 s
+    # with two kernels running the lesson at once beside the rest of the suite)
+    "client CPU for the 200 calls (this thread only)": Within(0.45, 1.8),
     # four rounds of 0.2 s, "about 0.8 s" (measured 1.03-1.04x)
     "20 concurrent def requests, a pool of 5 connections": about(0.8),
     # the 503s after the 0.3 s pool wait (measured 1.07-1.08x)

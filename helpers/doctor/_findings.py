@@ -202,23 +202,20 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
     """Is this block the app's doing, and long enough to report?
 
     Not counted, as the machine's doing rather than the app's code: a thread or a process
-    pool being started; a loop waiting for a free core; a GIL wait while the other threads
+    pool being started; a loop waiting for a free core; and a GIL wait while the other threads
     were all in calls that let go of the GIL (``hashlib``, ``zlib``: on a machine short of
-    cores they are slow to hand it back, but a process pool would not make them faster); garbage
-    collection (a full collection stops every thread for as long as the whole heap takes to
-    scan, whichever route happened to trigger it): a block counts only by the part of it that
-    was not collection. A block no Python line could be sampled in counts from twice the
-    threshold: a long C call on the loop shows so, and so, briefly, does a starved machine."""
+    cores they are slow to hand it back, but a process pool would not make them faster). A
+    block in which no line of Python could be sampled counts from twice the threshold: a long
+    C call on the loop shows so, and so, briefly, does a starved machine."""
     if block.starting_a_thread or block.starting_a_process or block.short_of_cores:
         return False
     if block.waited_for_gil and block.threads and all(
         any(mark in run.code for mark in _RELEASES_GIL) for run in block.threads
     ):
         return False
-    own_ms = block.duration_ms - block.gc_ms
     if block.cause == loopwatch.CAUSE_UNSAMPLED:
-        return own_ms >= 2 * threshold_ms
-    return block.cause != loopwatch.CAUSE_GC and own_ms >= threshold_ms
+        return block.duration_ms >= 2 * threshold_ms
+    return block.duration_ms >= threshold_ms
 
 
 def findings_of(
