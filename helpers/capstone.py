@@ -273,10 +273,12 @@ class CheckResult:
             lines.append("✔ Folio is fixed: no route blocks the event loop, and every route "
                          "still does its job")
         else:
-            left = len(self.blocking)
-            lines.append(f"✘ not yet: {left} route{'s' if left != 1 else ''} still block the "
-                         f"loop, {len(self.broken)} functional test"
-                         f"{'s' if len(self.broken) != 1 else ''} fail")
+            left, failing = len(self.blocking), len(self.broken)
+            routes = "1 route still blocks" if left == 1 else f"{left} routes still block"
+            tests = (
+                "1 functional test fails" if failing == 1 else f"{failing} functional tests fail"
+            )
+            lines.append(f"✘ not yet: {routes} the loop, {tests}")
         return "\n".join(lines)
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:

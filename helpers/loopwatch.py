@@ -56,10 +56,6 @@ _GIL_WAIT_WAKEUPS_PER_S = 100.0
 for it; a thread in ``time.sleep`` or a blocking read wakes once. Below half that rate, the
 loop's thread was mostly not asking (measured: 210-410/s waiting, 5/s in a sleep)."""
 
-_PARALLEL_CORES = 1.3
-"""Threads that together used more than this many cores during a block ran in parallel, which
-Python code under one GIL cannot: they ran C code that had let go of the GIL."""
-
 _RECENT_S = 5.0
 """How long a thread's last seen position stands in for a block the watchdog could not sample."""
 
@@ -67,10 +63,6 @@ CAUSE_LOOP = "loop"
 """The loop's own thread ran (or blocked in) the code the block names."""
 CAUSE_GIL = "gil"
 """The loop's thread waited for the GIL while :attr:`LoopBlock.threads` ran Python."""
-CAUSE_CORES = "cores"
-"""The loop's thread was ready to run but no core was free: other threads of this process were
-running C code that lets go of the GIL (hashing, compression) on every core. Not a GIL wait,
-and not code on the loop: the machine's cores were full."""
 CAUSE_GC = "gc"
 """Garbage collection, with no code to blame besides it."""
 CAUSE_UNSAMPLED = "unsampled"
@@ -131,7 +123,7 @@ class LoopBlock:
     stack: tuple[str, ...] = field(default=(), repr=False)
     """The loop thread's sampled stack there, outermost first, as ``file:line in function``."""
     cause: str = CAUSE_LOOP
-    """One of ``loop``, ``gil``, ``cores``, ``gc``, ``unsampled`` (the ``CAUSE_*`` constants)."""
+    """One of ``loop``, ``gil``, ``gc``, ``unsampled`` (see the ``CAUSE_*`` constants)."""
     gc_ms: float = 0.0
     """How much of the block was garbage collection, in any thread."""
     request: str = ""
@@ -142,9 +134,6 @@ class LoopBlock:
     """For a GIL wait: the threads that ran meanwhile, busiest first."""
     evidence: str = field(default="", repr=False, compare=False)
     """The figures the verdict rests on (samples, CPU shares, wake-ups), for the curious."""
-    loop_cpu_share: float = field(default=0.0, compare=False)
-    """How much of the block the loop's own thread spent on the CPU: near 1 when it computed
-    (a CPU loop, encoding), near 0 when it waited (``time.sleep``, a socket, the GIL)."""
 
     @property
     def is_garbage_collection(self) -> bool:
@@ -155,12 +144,6 @@ class LoopBlock:
     def waited_for_gil(self) -> bool:
         """True when the loop's thread was ready to run but other threads held the GIL."""
         return self.cause == CAUSE_GIL
-
-    @property
-    def short_of_cores(self) -> bool:
-        """True when the loop's thread waited for a free core, not for the GIL: the other
-        threads ran C code in parallel (see ``CAUSE_CORES``)."""
-        return self.cause == CAUSE_CORES
 
     @property
     def in_library_code(self) -> bool:
@@ -205,11 +188,6 @@ class LoopBlock:
             return f"{text} by {self.code}"
         if self.cause == CAUSE_GIL:
             text += f" waiting for the GIL while {_describe_runs(self.threads)}"
-        elif self.cause == CAUSE_CORES:
-            text += (
-                f" waiting for a free core while {_describe_runs(self.threads)} (C code that "
-                "lets go of the GIL, on every core)"
-            )
         elif self.starting_a_process:
             text += (
                 f" starting a process pool's worker process, called from "
@@ -231,15 +209,6 @@ class LoopBlock:
         if self.gc_ms >= max(5.0, 0.1 * self.duration_ms):
             text += f" ({self.gc_ms:.0f} ms of it garbage collection)"
         return text
-
-
-def _short_of_cores(busy: Mapping[int, tuple[float, float]]) -> bool:
-    """Was a loop that looked kept from the GIL really kept from a core? Yes when the busy
-    threads together ran on more than one core at once, which Python code under one GIL cannot.
-    (The loop's wake-up rate does not decide it: on a machine short of cores a thread waiting
-    for the GIL is itself scheduled late, and wakes only 70-80 times a second, not 200.)"""
-    together = sum(share for share, _ in busy.values())
-    return together >= _PARALLEL_CORES
 
 
 def _describe_runs(runs: tuple[ThreadRun, ...]) -> str:
@@ -351,7 +320,7 @@ def _is_waiting(frame: FrameType) -> bool:
     return frame.f_code.co_filename.endswith(_WAITING_FILES)
 
 
-def _describe_stack(frame: FrameType, limit: int = 40) -> tuple[str, ...]:
+def _describe_stack(frame: FrameType, limit: int = 12) -> tuple[str, ...]:
     lines: list[str] = []
     walker: FrameType | None = frame
     while walker is not None and len(lines) < limit:
@@ -636,7 +605,7 @@ class LoopWatch:
             return LoopBlock(
                 start_s, end_s, filename, lineno, code, function, stack, cause,
                 gc_ms=gc_s * 1000.0, request=request, phase=phase, threads=threads,
-                evidence=evidence, loop_cpu_share=loop_share,
+                evidence=evidence,
             )
 
         cpu = self._cpu_during(stall, baseline, start_s)
@@ -665,8 +634,7 @@ class LoopWatch:
                 filename, lineno, code = (
                     lines.most_common(1)[0][0] if lines else (runs[0].filename, 0, "")
                 )
-                cause = CAUSE_CORES if _short_of_cores(busy) else CAUSE_GIL
-                return block(filename, lineno, code, "", (), cause, runs)
+                return block(filename, lineno, code, "", (), CAUSE_GIL, runs)
 
         # Few samples can still be trusted when the loop's frame moved between them (Python
         # code was running, not one C call).

@@ -24,21 +24,23 @@ def test_capstone_runs_and_shows_the_doctors_findings(tmp_path: Path) -> None:
     assert (copy / "bookshop" / "main.py").is_file()
     assert len(re.findall(r"^✔ (GET|POST) /", text, re.M)) == 13, text
     assert "✘" not in text.split("route ", 1)[0]
-    # the doctor's list: each blocking route, its first finding's part, and the line
-    listed = dict(
-        (match.group(1).strip(), (match.group(2).strip(), match.group(3)))
-        for match in re.finditer(r"^((?:GET|POST) /\S+)\s+(.+?)\s+(bookshop/\w+\.py:\d+)$",
-                                 text, re.M)
-    )
+    # the doctor's findings in short: every blocking route, with the part and line expected
+    listed: dict[str, set[tuple[str, str]]] = {}
+    for match in re.finditer(r"^((?:GET|POST) /\S+) +(\S.*?) +(bookshop/\w+\.py:\d+)$",
+                             text, re.M):
+        listed.setdefault(match.group(1), set()).add((match.group(2), match.group(3)))
     assert sorted(listed) == sorted(PROBLEMS), listed
-    for label, (part, where) in listed.items():
-        candidates = {PROBLEMS[label]} | ({ALSO[label]} if label in ALSO else set())
-        assert any(
-            part == expected_part
-            and where == f"bookshop/{file}:{line_of(capstone.ORIGINAL / file, piece)}"
-            for file, piece, expected_part in candidates
-        ), (label, part, where)
+    for label, found in listed.items():
+        expected = {PROBLEMS[label]} | ({ALSO[label]} if label in ALSO else set())
+        wanted = {
+            (part, f"bookshop/{file}:{line_of(capstone.ORIGINAL / file, piece)}")
+            for file, piece, part in expected
+        }
+        assert wanted <= found, (label, found, wanted)
     # the check on the untouched copy, and the command line on two routes that do not block
-    assert "✘ not yet: 6 routes still block the loop, 0 functional tests fail" in text
+    verdict = re.search(r"^✘ not yet: (\d+) routes? still blocks? the loop, (\d+) functional "
+                        r"tests? fails?$", text, re.M)
+    assert verdict is not None and int(verdict.group(1)) >= 1, text[-3000:]
+    assert verdict.group(2) == "0", verdict.group(0)
     assert "exit status: 0" in text
     assert "2 routes examined" in text

@@ -321,21 +321,3 @@ def test_launching_a_process_pools_worker_is_named_as_such():
     plain = LoopBlock(start_s=0.0, end_s=0.3, filename="/srv/app.py", lineno=12, code="burn(n)",
                       stack=("/srv/app.py:12 in work",))
     assert not plain.starting_a_process
-
-
-def test_threads_that_ran_in_parallel_kept_the_loop_from_a_core_not_from_the_gil():
-    from helpers.loopwatch import CAUSE_CORES, LoopBlock, ThreadRun, _short_of_cores
-
-    # CPU shares of the block: two hashing threads ran side by side on the 2 cores, which
-    # Python code under one GIL cannot do; ten pure-Python threads shared one core's worth
-    assert _short_of_cores({1: (0.8, 80.0), 2: (0.7, 70.0)})
-    assert not _short_of_cores({i: (0.1, 10.0) for i in range(10)})
-    assert not _short_of_cores({})
-    runs = (ThreadRun("worker 1", "/srv/keys.py", 7, "hashlib.pbkdf2_hmac(...)", 80.0),)
-    block = LoopBlock(1.0, 1.1, "/srv/keys.py", 7, "hashlib.pbkdf2_hmac(...)",
-                      cause=CAUSE_CORES, threads=runs)
-    assert block.short_of_cores and not block.waited_for_gil
-    assert str(block) == (
-        "loop blocked 100 ms waiting for a free core while worker 1 ran keys.py:7 "
-        "`hashlib.pbkdf2_hmac(...)` (C code that lets go of the GIL, on every core)"
-    )

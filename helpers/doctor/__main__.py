@@ -111,7 +111,9 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(f"{args.target} is not an ASGI app: {error}")
     table: TextIO = sys.stderr if args.json == "-" else sys.stdout
     progress = None
-    if sys.stderr.isatty():
+    # a progress line on a terminal; not under Jupyter, whose `!` commands run on a pseudo-
+    # terminal but show the line-erasing escape codes as text
+    if sys.stderr.isatty() and "JPY_PARENT_PID" not in os.environ:
         def progress(what: str) -> None:
             print(f"\r\033[K{what}", end="", file=sys.stderr, flush=True)
     try:

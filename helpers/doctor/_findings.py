@@ -4,6 +4,7 @@ which line, why, and the one-line fix."""
 from __future__ import annotations
 
 import linecache
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -98,6 +99,8 @@ def part_of(block: loopwatch.LoopBlock, parts: AppParts) -> tuple[str, str]:
             break
     if block.phase == "running a background task":
         return BACKGROUND_TASK, ""
+    if block.phase == "running a middleware":
+        return MIDDLEWARE, ""
     if block.phase in _RESPONSE_PHASES:
         return ENCODING, ""
     return (ENDPOINT, "") if not loopwatch.is_library_file(block.filename) else (LIBRARY, "")
@@ -108,6 +111,13 @@ _RESPONSE_PHASES = (
     "reading or writing the connection",
 )
 """What FastAPI and uvicorn do with a response on the loop: a large one takes long in each."""
+
+
+def loop_cpu_share(block: loopwatch.LoopBlock) -> float:
+    """How much of the block the loop's thread spent on the CPU, as the watch's evidence line
+    gives it (``loop thread CPU 97%``): near 1 when it computed, near 0 when it waited."""
+    match = re.search(r"loop thread CPU (\d+)%", block.evidence)
+    return int(match.group(1)) / 100 if match else 0.0
 
 
 def _background_task_name(block: loopwatch.LoopBlock) -> str:
@@ -202,12 +212,12 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
     """Is this block the app's doing, and long enough to report?
 
     Not counted, as the machine's doing rather than the app's code: a thread or a process
-    pool being started; a loop waiting for a free core; and a GIL wait while the other threads
+    pool being started; and a GIL wait while the other threads
     were all in calls that let go of the GIL (``hashlib``, ``zlib``: on a machine short of
     cores they are slow to hand it back, but a process pool would not make them faster). A
     block in which no line of Python could be sampled counts from twice the threshold: a long
     C call on the loop shows so, and so, briefly, does a starved machine."""
-    if block.starting_a_thread or block.starting_a_process or block.short_of_cores:
+    if block.starting_a_thread or block.starting_a_process:
         return False
     if block.waited_for_gil and block.threads and all(
         any(mark in run.code for mark in _RELEASES_GIL) for run in block.threads
@@ -243,7 +253,7 @@ def findings_of(
             part, name = part_of(block, parts)
             if part == BACKGROUND_TASK and not name:
                 name = _background_task_name(block)
-            what = "CPU work" if block.loop_cpu_share >= 0.5 else "a blocking wait"
+            what = "CPU work" if loop_cpu_share(block) >= 0.5 else "a blocking wait"
             if part == ENCODING or (part == LIBRARY and block.in_library_code):
                 part = ENCODING if part == ENCODING else LIBRARY
                 cause = f"{block.phase or 'library code'} ({_short(file)}:{line})"
@@ -259,7 +269,7 @@ def findings_of(
         grouped.setdefault(key, []).append(block)
         if key not in described:
             stack_text = " ".join(block.stack)
-            fix = _fix(part, name, code, stack_text, block.loop_cpu_share >= 0.5)
+            fix = _fix(part, name, code, stack_text, loop_cpu_share(block) >= 0.5)
             described[key] = (file, source_only(code), part, cause, fix)
     findings = []
     for key, group in grouped.items():
