@@ -18,6 +18,7 @@ import anyio.to_thread
 
 from helpers import loadgen
 from helpers import server as servers
+from helpers.checks._core import ErrorNotes, free_stuck_loop
 
 from ._findings import AppParts, findings_of
 from ._plan import Function, Plan, Skipped, describe_function, plan_requests
@@ -115,20 +116,6 @@ class _ThreadpoolGauge:
                 pass
 
 
-class _ErrorLog(logging.Handler):
-    """Keeps the exceptions uvicorn logs for a 500, so the report can quote them instead of
-    the traceback reaching stderr."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.errors: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        if record.exc_info and record.exc_info[1] is not None:
-            error = record.exc_info[1]
-            self.errors.append(f"{type(error).__name__}: {error}")
-
-
 def _middleware_functions(app: Any) -> list[Function]:
     found = []
     for middleware in getattr(app, "user_middleware", []):
@@ -165,7 +152,7 @@ def examine_app(
     started = time.perf_counter()
     report = Report(target or type(app).__name__, options.threshold_ms, options.requests,
                     options.concurrency)
-    errors = _ErrorLog()
+    errors = ErrorNotes()
     log = logging.getLogger(servers.UVICORN_LOGGER)
     propagate = log.propagate
     log.addHandler(errors)
@@ -219,8 +206,6 @@ def _stop(server: servers.Server) -> None:
     if not _loop_stuck(server):
         server.stop(timeout=2.0)
         return
-    from helpers.checks._core import free_stuck_loop
-
     # the report already says where the loop is held: no second warning on stderr
     with contextlib.redirect_stderr(io.StringIO()):
         server.stop(timeout=0.5)
@@ -243,7 +228,7 @@ def _size_burst(options: Options, latency_s: float, cpu_s: float, blocked: bool)
 
 def _examine_route(
     server: servers.Server, plan: Plan, options: Options, gauge: _ThreadpoolGauge,
-    parts: AppParts, errors: _ErrorLog,
+    parts: AppParts, errors: ErrorNotes,
 ) -> RouteReport:
     request: dict[str, Any] = {
         "method": plan.method, "json": plan.json_body, "headers": dict(plan.headers),

@@ -246,6 +246,7 @@ def findings_of(
         if not counts(block, threshold_ms):
             continue
         file, line, code = block.filename, block.lineno, block.code
+        computing = loop_cpu_share(block) >= 0.5
         if block.cause == loopwatch.CAUSE_GIL:
             part, name = GIL, ""
             cause = _gil_cause(block)
@@ -259,14 +260,13 @@ def findings_of(
             part, name = part_of(block, parts)
             if part == BACKGROUND_TASK and not name:
                 name = _background_task_name(block)
-            what = "CPU work" if loop_cpu_share(block) >= 0.5 else "a blocking wait"
             if part == ENCODING or (part == LIBRARY and block.in_library_code):
-                part = ENCODING if part == ENCODING else LIBRARY
                 cause = f"{block.phase or 'library code'} ({_short(file)}:{line})"
                 if endpoint is not None:  # the route's own line says more than the library's
                     file, line = endpoint.file, endpoint.line
                     code = linecache.getline(file, line).strip()
             else:
+                what = "CPU work" if computing else "a blocking wait"
                 cause = f"{what} in the {part}" + (f" {name}" if name else "")
         if part in (GARBAGE_COLLECTION, C_CODE) and block.request and endpoint is not None:
             file, line = endpoint.file, endpoint.line
@@ -275,7 +275,7 @@ def findings_of(
         grouped.setdefault(key, []).append(block)
         if key not in described:
             stack_text = " ".join(block.stack)
-            fix = _fix(part, name, code, stack_text, loop_cpu_share(block) >= 0.5)
+            fix = _fix(part, name, code, stack_text, computing)
             described[key] = (file, source_only(code), part, cause, fix)
     findings = []
     for key, group in grouped.items():

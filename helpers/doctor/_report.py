@@ -125,7 +125,7 @@ class RouteReport:
         text = "; ".join(parts)
         if self.app_errors:
             text += f" — the app raised {self.app_errors[0]}"
-        elif self.response_sample and "422" in self.failures.__repr__():
+        elif self.response_sample and any("422" in what for what in self.failures):
             text += f" — {self.response_sample[:160]}"
         return text
 
@@ -315,8 +315,9 @@ class Report:
         if details:
             parts.append(f"<ul>{details}</ul>")
         if any(r.verdict != RouteReport.SKIPPED for r in self.routes):
-            png = base64.b64encode(self.picture()._repr_png_()).decode("ascii")
-            parts.append(f'<img alt="{html.escape(self.picture().description)}" '
+            picture = self.picture()
+            png = base64.b64encode(picture._repr_png_()).decode("ascii")
+            parts.append(f'<img alt="{html.escape(picture.description)}" '
                          f'src="data:image/png;base64,{png}">')
         parts.append(f"<p>{html.escape(self.summary())}</p>")
         return "\n".join(parts)
