@@ -16,7 +16,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,6 +51,14 @@ def working_copy(folder: str | Path | None = None) -> Path:
         shutil.copytree(ORIGINAL, root / PACKAGE, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("__pycache__"))
     return root.resolve()
+
+
+def apply_solution(root: str | Path) -> Path:
+    """Apply the course's fix (``capstone/solution.patch``) to the copy in ``root``: what a
+    finished exercise looks like, for the course's tests and for instructors. Needs git."""
+    subprocess.run(["git", "apply", str(SOLUTION_PATCH)], cwd=root, check=True,
+                   capture_output=True)
+    return Path(root)
 
 
 def _fresh_app(root: Path) -> Any:
@@ -215,8 +223,9 @@ def _tests(client: httpx.Client, shop: Any) -> list[tuple[str, Callable[[], None
     ]
 
 
-def functional(root: str | Path) -> list[Outcome]:
-    """Run the shop's functional tests against the app in ``root``, served for real."""
+def functional(root: str | Path, routes: Sequence[str] = ()) -> list[Outcome]:
+    """Run the shop's functional tests against the app in ``root``, served for real: every
+    route's, or only those of ``routes`` (``"GET /users/me"``)."""
     from helpers import serve
 
     app = _fresh_app(Path(root))
@@ -225,6 +234,8 @@ def functional(root: str | Path) -> list[Outcome]:
     with serve(app, name="capstone · functional") as server:
         with httpx.Client(base_url=server.url, timeout=10.0) as client:
             for route, test in _tests(client, shop):
+                if routes and route not in routes:
+                    continue
                 try:
                     test()
                     outcomes.append(Outcome(route))
@@ -285,10 +296,15 @@ class CheckResult:
         printer.text(str(self))
 
 
-def check(root: str | Path, timeout_s: float = CHECK_TIMEOUT_S) -> CheckResult:
+def check(
+    root: str | Path, timeout_s: float = CHECK_TIMEOUT_S, routes: Sequence[str] = (),
+) -> CheckResult:
     """Run the functional tests, then the doctor, on the shop in ``root``, in a fresh Python
-    process (so every edit counts, and nothing the notebook changed does)."""
+    process (so every edit counts, and nothing the notebook changed does); on every route, or
+    on ``routes`` alone (``"GET /users/me"``)."""
     command = [sys.executable, "-m", "helpers.capstone", str(Path(root).resolve())]
+    for route in routes:
+        command += ["--route", route]
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         p for p in (str(COURSE), os.environ.get("PYTHONPATH", "")) if p))
     try:
@@ -317,15 +333,18 @@ def _main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m helpers.capstone",
                                      description="Check a fixed copy of the capstone's shop.")
     parser.add_argument("root", help="the folder that holds the bookshop package")
+    parser.add_argument("--route", action="append", default=[], metavar="'METHOD PATH'",
+                        help="check only this route (repeatable)")
     args = parser.parse_args(argv)
+    routes = tuple((route.split(" ", 1)[0], route.split(" ", 1)[-1]) for route in args.route)
     from helpers.doctor._examine import Options, examine_app
     from helpers.doctor._target import TargetError
     from helpers.server import ServerStartupError
 
     payload: dict[str, Any]
     try:
-        outcomes = functional(args.root)
-        report = examine_app(_fresh_app(Path(args.root)), Options(), target=TARGET)
+        outcomes = functional(args.root, args.route)
+        report = examine_app(_fresh_app(Path(args.root)), Options(routes=routes), target=TARGET)
         payload = {"functional": [o.__dict__ for o in outcomes], "doctor": report.to_json(),
                    "doctor_text": str(report)}
     except TargetError as error:

@@ -3,6 +3,7 @@ replaced by ``raise NotImplementedError()`` (what a learner's untouched release 
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,26 @@ def stub_solutions(notebook: nbformat.NotebookNode) -> int:
     return count
 
 
-def run_exercise(path: Path, *, stubbed: bool = False) -> tuple[list[GradedCell], list[str], str]:
+def run_exercise(
+    path: Path, *, stubbed: bool = False, env: dict[str, str] | None = None,
+) -> tuple[list[GradedCell], list[str], str]:
     """Execute the notebook (errors allowed, as nbgrader does) with a last cell that proves the
-    kernel survived; return its graded cells, every stderr text, and the last cell's output."""
+    kernel survived; return its graded cells, every stderr text, and the last cell's output.
+    ``env`` is added to the kernel's environment."""
     notebook = nbformat.read(path, as_version=4)
     if stubbed:
         assert stub_solutions(notebook) > 0
     notebook.cells.append(nbformat.v4.new_code_cell(f"print({ALIVE!r})"))
-    NotebookClient(
-        notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=True,
-        resources={"metadata": {"path": str(path.parent)}},
-    ).execute()
+    saved = dict(os.environ)
+    os.environ.update(env or {})  # the kernel starts with this process's environment
+    try:
+        NotebookClient(
+            notebook, timeout=CELL_TIMEOUT_S, kernel_name="python3", allow_errors=True,
+            resources={"metadata": {"path": str(path.parent)}},
+        ).execute()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     graded, stderr = [], []
     for cell in notebook.cells:
         if cell.cell_type != "code":

@@ -44,8 +44,7 @@ def shop(tmp_path: Path) -> Path:
 
 
 def fixed(shop: Path) -> Path:
-    subprocess.run(["git", "apply", str(capstone.SOLUTION_PATCH)], cwd=shop, check=True)
-    return shop
+    return capstone.apply_solution(shop)
 
 
 def test_the_doctor_finds_each_problem_at_its_line_and_nothing_else(tmp_path: Path) -> None:

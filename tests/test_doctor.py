@@ -158,10 +158,12 @@ def test_an_app_that_cannot_start_exits_2_with_one_line(case: str, target: str, 
 
 
 def test_usage_errors_exit_2() -> None:
-    for args in (["ward.py:app", "--requests", "0"], ["ward.py:app", "--concurrency", "x"], []):
+    for args in (["ward.py:app", "--requests", "0"], ["ward.py:app", "--concurrency", "x"], [],
+                 ["ward.py:app", "--param", "n"]):
         run = doctor(*args)
         assert run.returncode == 2, (args, run.stderr)
         assert "usage:" in run.stderr
+    assert "--param takes NAME=VALUE, not 'n'" in run.stderr
     run = doctor("ward.py:app", "--route", "GET", "/nowhere")
     assert run.returncode == 2 and "no route matches" in run.stderr
 

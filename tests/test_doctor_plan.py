@@ -120,3 +120,14 @@ def test_path_converters_are_filled_and_framework_routes_left_out() -> None:
     assert endpoint.file == __file__
     source = open(__file__).read().splitlines()
     assert source[endpoint.line - 1].strip().startswith("def files(")  # the def, not @app.get
+
+
+def test_given_values_win_in_every_route_and_reach_optional_query_parameters() -> None:
+    given = {f"{p.method} {p.path}": p for p in plan_requests(
+        build_app(), {"user_id": "42", "q": "books", "code": "XYZ", "x-token": "secret"})}
+    user, order, strict = given["GET /users/{user_id}"], given["POST /orders"], \
+        given["GET /codes/{code}"]
+    assert isinstance(user, Plan) and user.url == "/users/42?limit=10&q=books"
+    assert isinstance(order, Plan) and order.headers == {"x-token": "secret"}
+    # a pattern the doctor cannot fill is no obstacle once the value is given
+    assert isinstance(strict, Plan) and strict.url == "/codes/XYZ"

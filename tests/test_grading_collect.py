@@ -96,6 +96,44 @@ def test_notebooks_of_assignments_not_graded_this_time_are_skipped(tmp_path: Pat
         ("alice_homework.ipynb", "names no assignment being graded (01_kitchen)")]
 
 
+def test_an_assignment_graded_on_files_takes_its_folder_from_beside_the_notebook(
+    tmp_path: Path,
+) -> None:
+    download = tmp_path / "download"
+    _touch(download / "alice" / "01_kitchen.ipynb")
+    _touch(download / "alice" / "shop" / "app.py", "fixed")
+    _touch(download / "alice" / "shop" / "__pycache__" / "app.cpython-311.pyc", "compiled")
+    _touch(download / "alice" / "notes.txt")
+    with zipfile.ZipFile(download / "bob.zip", "w") as archive:
+        archive.writestr("01_kitchen.ipynb", "{}")
+        archive.writestr("shop/app.py", "bob's")
+        archive.writestr("shop/data/books.json", "[]")
+    _touch(download / "carol_02_event_loop.ipynb")  # another assignment: nothing to carry
+    result = collect(download, ASSIGNMENTS, tmp_path / "staging", None, None,
+                     {"01_kitchen": ["shop"]})
+    assert not result.unplaced, result.unplaced
+    files = {s.student: {name: path.read_text() for name, path in s.files}
+             for s in result.submissions}
+    assert files == {
+        "alice": {"shop/app.py": "fixed"},
+        "bob": {"shop/app.py": "bob's", "shop/data/books.json": "[]"},
+        "carol": {},
+    }
+    # what a submission carries is not reported as skipped; the rest still is
+    assert result.skipped == ["alice/notes.txt"]
+
+
+def test_one_folder_beside_two_students_notebooks_is_refused(tmp_path: Path) -> None:
+    download = tmp_path / "download"
+    _touch(download / "alice_01_kitchen.ipynb")
+    _touch(download / "bob_01_kitchen.ipynb")
+    _touch(download / "shop" / "app.py")
+    result = collect(download, ASSIGNMENTS, tmp_path / "staging", None, None,
+                     {"01_kitchen": ["shop"]})
+    assert [name for name, _ in result.unplaced] == ["bob_01_kitchen.ipynb"]
+    assert "would count for alice too" in result.unplaced[0][1]
+
+
 def test_a_pattern_reads_any_other_scheme(tmp_path: Path) -> None:
     download = tmp_path / "download"
     _touch(download / "week3" / "ex-01_kitchen--s1234.ipynb")

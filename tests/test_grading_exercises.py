@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.grading._course import assignments_in
+from helpers import capstone
+from helpers.grading._course import assignments_in, handed_in_with
 from helpers.grading._report import grade_cells
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -159,8 +160,15 @@ def test_solutions_score_full_marks_and_untouched_exercises_zero(tmp_path: Path)
     download = tmp_path / "download"
     download.mkdir()
     for name in names:
-        (download / f"solution_{name}.ipynb").write_bytes(
-            (ROOT / "solutions" / name / f"{name}.ipynb").read_bytes())
+        solution = ROOT / "solutions" / name / f"{name}.ipynb"
+        if handed_in_with(solution):
+            # the capstone is graded on the shop handed in beside the notebook: a folder
+            assert handed_in_with(solution) == ["my_bookshop"]
+            (download / "solution").mkdir()
+            (download / "solution" / f"{name}.ipynb").write_bytes(solution.read_bytes())
+            capstone.apply_solution(capstone.working_copy(download / "solution" / "my_bookshop"))
+        else:
+            (download / f"solution_{name}.ipynb").write_bytes(solution.read_bytes())
         (download / f"untouched_{name}.ipynb").write_bytes(
             (ROOT / "exercises" / name / f"{name}.ipynb").read_bytes())
     if "01_kitchen" in names:

@@ -11,7 +11,7 @@ picture. The JSON schema is documented in ``docs/doctor.md``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._examine import (
@@ -36,16 +36,19 @@ def examine(
     threshold_ms: float = DEFAULT_THRESHOLD_MS,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     routes: Sequence[tuple[str, str]] = (),
+    params: Mapping[str, Any] | None = None,
 ) -> Report:
     """Examine every route of ``app`` (a FastAPI app, or ``"module:app"``): ``requests`` per
     route, ``concurrency`` at a time, each bounded by ``timeout_s``; loop blocks of
-    ``threshold_ms`` or more count. ``routes`` limits it to ``[("GET", "/items"), ...]``."""
+    ``threshold_ms`` or more count. ``routes`` limits it to ``[("GET", "/items"), ...]``;
+    ``params`` gives named parameters their value in every route (``{"n": 5000}``)."""
     from tqdm.auto import tqdm
 
     from helpers.server import _resolve_app
 
     options = Options(requests, concurrency, float(threshold_ms), float(timeout_s),
-                      tuple((m.upper(), p) for m, p in routes))
+                      tuple((m.upper(), p) for m, p in routes),
+                      tuple((str(k), str(v)) for k, v in (params or {}).items()))
     resolved = _resolve_app(app)
     target = app if isinstance(app, str) else getattr(app, "title", "") or type(app).__name__
     # a bar only when it runs for more than two seconds; it disappears when done

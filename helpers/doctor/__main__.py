@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--route", nargs=2, action="append", default=[],
                         metavar=("METHOD", "PATH"),
                         help="examine only this route (repeat for more)")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="send VALUE for every parameter named NAME (path, query, header "
+                        "or cookie; repeat for more): an id that must exist, a size that makes "
+                        "a route do its work")
     parser.add_argument("--json", metavar="FILE",
                         help="also write the report as JSON to FILE ('-' for stdout; the table "
                         "then goes to stderr)")
@@ -94,9 +98,14 @@ def _fail(message: str, detail: str = "") -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    wrong = [text for text in args.param if "=" not in text or text.startswith("=")]
+    if wrong:
+        parser.error(f"--param takes NAME=VALUE, not {wrong[0]!r}")
+    params = tuple((text.split("=", 1)[0], text.split("=", 1)[1]) for text in args.param)
     try:
         options = Options(args.requests, args.concurrency, args.threshold_ms, args.timeout,
-                          tuple((m.upper(), p) for m, p in args.route), args.startup_timeout)
+                          routes=tuple((m.upper(), p) for m, p in args.route), params=params,
+                          startup_timeout_s=args.startup_timeout)
     except ValueError as error:
         parser.error(str(error))
     try:

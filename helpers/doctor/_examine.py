@@ -48,6 +48,8 @@ class Options:
     timeout_s: float = DEFAULT_TIMEOUT_S
     routes: tuple[tuple[str, str], ...] = ()
     """``(METHOD, PATH)`` pairs to limit the run to; empty for every route."""
+    params: tuple[tuple[str, str], ...] = ()
+    """``(NAME, VALUE)`` pairs: the value of every parameter so named, in every route."""
     startup_timeout_s: float = STARTUP_TIMEOUT_S
 
     def __post_init__(self) -> None:
@@ -142,7 +144,7 @@ def examine_app(
     """Examine every route of ``app`` (an ASGI app object) and return the report.
 
     Raises :class:`helpers.server.ServerStartupError` when the app does not start."""
-    plans = [p for p in plan_requests(app) if _wanted(p, options.routes)]
+    plans = [p for p in plan_requests(app, dict(options.params)) if _wanted(p, options.routes)]
     if options.routes and not plans:
         known = ", ".join(f"{p.method} {p.path}" for p in plan_requests(app)) or "none"
         raise ValueError(f"no route matches {list(options.routes)}; the app has: {known}")

@@ -1,7 +1,7 @@
 """What the doctor sends to each route: one request built from the app's OpenAPI schema.
 
-Path and required query, header and cookie parameters get a value of their type (an example
-when the schema has one); a JSON body gets its example or a minimal valid instance. A route
+Path and required query, header and cookie parameters get the value the caller gave for their
+name, else their example, else a value of their type; a JSON body gets its example or a minimal valid instance. A route
 it cannot build a request for is kept as a :class:`Skipped` with the reason.
 """
 
@@ -147,14 +147,16 @@ def _route_views(app: Any) -> list[_RouteView]:
     return views
 
 
-def plan_requests(app: Any) -> list[Plan | Skipped]:
-    """One entry per route and method, in the order the app declares them."""
+def plan_requests(app: Any, values: Mapping[str, str] | None = None) -> list[Plan | Skipped]:
+    """One entry per route and method, in the order the app declares them. ``values`` gives
+    named parameters their value wherever a route has them, optional query parameters too
+    (``{"n": "5000"}``): an id that must exist, or a size that makes a route do its work."""
     schema = _openapi(app)
     plans: list[Plan | Skipped] = []
     for view in _route_views(app):
         if getattr(view.endpoint, "__module__", "") == "fastapi.applications":
             continue  # FastAPI's own pages (/docs, /redoc, /openapi.json), not the app's code
-        plans.extend(_plan_route(view, schema))
+        plans.extend(_plan_route(view, schema, values or {}))
     return plans
 
 
@@ -169,7 +171,9 @@ def _openapi(app: Any) -> dict[str, Any] | None:
     return schema if isinstance(schema, dict) else None
 
 
-def _plan_route(view: _RouteView, schema: dict[str, Any] | None) -> list[Plan | Skipped]:
+def _plan_route(
+    view: _RouteView, schema: dict[str, Any] | None, values: Mapping[str, str],
+) -> list[Plan | Skipped]:
     route, path = view.route, view.path
     endpoint = describe_function(view.endpoint)
     if isinstance(route, WebSocketRoute) or "websocket" in type(route).__name__.lower():
@@ -188,7 +192,8 @@ def _plan_route(view: _RouteView, schema: dict[str, Any] | None) -> list[Plan | 
         operation = operations.get(method.lower())
         try:
             if operation is not None:
-                url, body, headers = _request_from_operation(path, operation, schema or {})
+                url, body, headers = _request_from_operation(
+                    path, operation, schema or {}, values)
             elif "{" in path:
                 raise Unbuildable(
                     "its path has parameters and it is not in the OpenAPI schema "
@@ -204,7 +209,7 @@ def _plan_route(view: _RouteView, schema: dict[str, Any] | None) -> list[Plan | 
 
 
 def _request_from_operation(
-    path: str, operation: dict[str, Any], schema: dict[str, Any]
+    path: str, operation: dict[str, Any], schema: dict[str, Any], given: Mapping[str, str],
 ) -> tuple[str, Any, dict[str, str]]:
     resolve = _resolver(schema)
     query: list[tuple[str, str]] = []
@@ -213,9 +218,11 @@ def _request_from_operation(
     for parameter in operation.get("parameters", []):
         parameter = resolve(parameter)
         where, name = parameter.get("in"), parameter.get("name", "")
-        if where != "path" and not parameter.get("required"):
+        if where != "path" and not parameter.get("required") and name not in given:
             continue
-        value = _example(parameter) if _has_example(parameter) else None
+        value = given.get(name)
+        if value is None and _has_example(parameter):
+            value = _example(parameter)
         if value is None:
             value = instance(parameter.get("schema", {}), resolve, f"parameter {name!r}")
         if where == "path":

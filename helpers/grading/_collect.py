@@ -12,6 +12,9 @@ Accepted names, for an assignment ``01_kitchen`` (``.ipynb`` files; anything els
 - Canvas's ``doejohn_12345_67890_01_kitchen.ipynb`` and ``doejohn_LATE_12345_67890_…``:
   the student id is ``doejohn_12345`` (name and user id; the submission id is dropped).
 
+An assignment that is graded on files as well (the capstone's ``my_bookshop/``, named in its
+notebook's metadata) takes them from beside the notebook: hand in a folder or a zip per student.
+
 A resubmission's ``-1`` (Canvas) or a browser's `` (1)`` before ``.ipynb`` is ignored. Any other
 scheme: a regular expression with named groups ``student`` (and optionally ``assignment``),
 matched against the path below the submissions folder.
@@ -37,12 +40,14 @@ _JUNK = {"__MACOSX", ".ipynb_checkpoints", ".DS_Store"}
 
 @dataclass(frozen=True)
 class Submission:
-    """One student's notebook for one assignment, and where it was found."""
+    """One student's notebook for one assignment, where it was found, and the files handed in
+    with it (path inside the assignment's folder, file on disk)."""
 
     student: str
     assignment: str
     notebook: Path
     found_as: str
+    files: tuple[tuple[str, Path], ...] = ()
 
 
 @dataclass
@@ -143,20 +148,37 @@ def _walk(folder: Path, prefix: PurePosixPath, staging: Path) -> list[tuple[Pure
     return found
 
 
+def _handed_in(notebook: Path, folders: list[str]) -> tuple[tuple[str, Path], ...]:
+    """The files of ``folders`` found beside ``notebook`` (compiled Python left out)."""
+    files = []
+    for name in folders:
+        for path in sorted((notebook.parent / name).rglob("*")):
+            parts = path.relative_to(notebook.parent).parts
+            if path.is_dir() or path.suffix == ".pyc" or any(
+                part in _JUNK or part == "__pycache__" or part.startswith("._") for part in parts
+            ):
+                continue
+            files.append(("/".join(parts), path))
+    return tuple(files)
+
+
 def collect(
     folder: Path, assignments: list[str], staging: Path, pattern: str | None = None,
-    also_known: list[str] | None = None,
+    also_known: list[str] | None = None, hand_in_with: dict[str, list[str]] | None = None,
 ) -> Collected:
     """Place every notebook in ``folder`` (and in the zip files there) as one student's
     submission of one of ``assignments``; zip files are extracted into ``staging``. Notebooks
-    of the ``also_known`` assignments (not graded this time) are skipped, not refused."""
+    of the ``also_known`` assignments (not graded this time) are skipped, not refused. An
+    assignment in ``hand_in_with`` takes those folders from beside its notebook as well."""
     compiled = re.compile(pattern) if pattern else None
     known = sorted({*assignments, *(also_known or [])})
     result = Collected()
     seen: dict[tuple[str, str], Submission] = {}
+    beside: dict[tuple[Path, str], Submission] = {}
+    others: list[tuple[str, Path]] = []
     for shown, path in _walk(folder, PurePosixPath(), staging):
         if path.suffix.lower() != ".ipynb":
-            result.skipped.append(str(shown))
+            others.append((str(shown), path))
             continue
         placed = _place(shown, known, compiled)
         if isinstance(placed, str):
@@ -165,9 +187,11 @@ def collect(
             continue
         student, assignment = placed
         if assignment not in assignments:
-            result.skipped.append(str(shown))
+            others.append((str(shown), path))
             continue
-        submission = Submission(student, assignment, path, str(shown))
+        wanted = (hand_in_with or {}).get(assignment, [])
+        files = _handed_in(path, wanted)
+        submission = Submission(student, assignment, path, str(shown), files)
         earlier = seen.get(placed)
         if earlier is not None:
             result.unplaced.append(
@@ -175,6 +199,22 @@ def collect(
                              f"(the first: {earlier.found_as})")
             )
             continue
+        sharing = beside.get((path.parent, assignment))
+        if files and sharing is not None:
+            result.unplaced.append(
+                (str(shown), f"its folder's {', '.join(wanted)} would count for "
+                             f"{sharing.student} too ({sharing.found_as}): put each student's "
+                             "notebook and folders in a folder or zip of their own")
+            )
+            continue
+        beside[path.parent, assignment] = submission
         seen[placed] = submission
         result.submissions.append(submission)
+    # what the hand-in folders hold is part of a submission, not a stray file (compiled too)
+    folders = [
+        submission.notebook.parent / name for submission in result.submissions
+        for name in (hand_in_with or {}).get(submission.assignment, [])
+    ]
+    result.skipped = [shown for shown, path in others
+                      if not any(path.is_relative_to(folder) for folder in folders)]
     return result

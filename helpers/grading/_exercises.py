@@ -8,7 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ._course import assignments_in
+from ._course import assignments_in, handed_in_with
 from ._nbgrader import Course
 
 __all__ = ["generate_exercises"]
@@ -18,8 +18,10 @@ class GenerationError(RuntimeError):
     """nbgrader could not generate an assignment's release; the message holds its log."""
 
 
-def _same_tree(left: Path, right: Path) -> bool:
-    compared = filecmp.dircmp(left, right, ignore=[*filecmp.DEFAULT_IGNORES, ".ipynb_checkpoints"])
+def _same_tree(left: Path, right: Path, ignore: tuple[str, ...] = ()) -> bool:
+    compared = filecmp.dircmp(
+        left, right, ignore=[*filecmp.DEFAULT_IGNORES, ".ipynb_checkpoints", *ignore]
+    )
     if compared.left_only or compared.right_only or compared.funny_files:
         return False
     _, mismatch, errors = filecmp.cmpfiles(left, right, compared.common_files, shallow=False)
@@ -46,11 +48,20 @@ def generate_exercises(
                     f"nbgrader could not generate {name}:\n{outcome.error or outcome.log}"
                 )
             target = exercises / name
-            if target.is_dir() and _same_tree(release / name, target):
+            # a learner's work handed in with the notebook (the capstone's shop) is never touched
+            keep = tuple(handed_in_with(solutions / name / f"{name}.ipynb"))
+            if target.is_dir() and _same_tree(release / name, target, keep):
                 continue
-            if target.exists():
-                shutil.rmtree(target)
-            shutil.copytree(release / name, target, copy_function=shutil.copyfile)
+            if target.is_dir():
+                for old in target.iterdir():
+                    if old.name in keep:
+                        continue
+                    if old.is_dir():
+                        shutil.rmtree(old)
+                    else:
+                        old.unlink()
+            shutil.copytree(release / name, target, copy_function=shutil.copyfile,
+                            dirs_exist_ok=True)
             changed.append(name)
     removed = []
     if exercises.is_dir():

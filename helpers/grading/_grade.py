@@ -17,7 +17,7 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from ._collect import Collected, Submission, collect
-from ._course import assignments_in
+from ._course import assignments_in, handed_in_with
 from ._nbgrader import Course
 from ._report import GradeCell, Row, grade_cells, task_reasons, write_csv, write_notice
 from ._runner import Finished, run_in_child, run_jobs
@@ -113,8 +113,12 @@ def _prepare(options: GradeOptions) -> tuple[list[str], Collected]:
         # grading rebuilds its own folders in --out: it must never touch what it grades
         raise GradingError(f"--out {options.out} holds the submissions: choose another folder")
     shutil.rmtree(options.out / "collected", ignore_errors=True)
+    hand_in_with = {
+        name: handed_in_with(options.solutions / name / f"{name}.ipynb") for name in names
+    }
     collected = collect(
-        options.submissions, names, options.out / "collected", options.pattern, available
+        options.submissions, names, options.out / "collected", options.pattern, available,
+        hand_in_with,
     )
     if collected.unplaced:
         listing = "\n".join(f"  {name}: {why}" for name, why in collected.unplaced)
@@ -190,6 +194,9 @@ def grade(options: GradeOptions) -> GradeResult:
         target = course.root / "submitted" / submission.student / name / f"{name}.ipynb"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(submission.notebook, target)
+        for relative, file in submission.files:  # the folders handed in with the notebook
+            (target.parent / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, target.parent / relative)
         result = course.root / "results" / f"{submission.student}__{name}.json"
         result.parent.mkdir(parents=True, exist_ok=True)
         log = out / "logs" / f"{submission.student}__{name}.log"
