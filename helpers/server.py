@@ -457,6 +457,12 @@ class Server:
         return total_ns / 1e9
 
     @property
+    def requests_in_flight(self) -> int:
+        """Requests this server is still working on, background tasks included: Starlette runs
+        those in the request's own task, after the response went out."""
+        return len(self._uvicorn.server_state.tasks)
+
+    @property
     def threadpool_tokens(self) -> int:
         """Size of the threadpool that runs this server's ``def`` endpoints (anyio's, per loop)."""
         return int(

@@ -52,6 +52,49 @@ print("COURSE-PROBE" + _json.dumps({
 """
 
 
+# Inserted before a lesson's tidy-up cell (its last stop_all() or .stop()), while the lesson's
+# stand-ins still run: the app doctor examines each app the lesson built, in the kernel, and
+# writes its reports as JSON to a file. It prints nothing, so the lesson's output is unchanged.
+DOCTOR_CELL = """
+import json as _json
+from helpers.doctor._examine import Options as _Options, examine_app as _examine_app
+
+_doctor_reports = {{}}
+for _name, _given in {apps}.items():
+    _params = tuple((_k, str(_v)) for _k, _v in _given.get("params", {{}}).items())
+    _given = dict(_given, params=_params)
+    _doctor_reports[_name] = _examine_app(eval(_name), _Options(**_given), target=_name).to_json()
+with open({out!r}, "w") as _file:
+    _json.dump(_doctor_reports, _file)
+"""
+
+
+@dataclass(frozen=True)
+class Doctor:
+    """Which of a lesson's apps the doctor examines (the app's expression in the kernel, and
+    the doctor's options as a Python expression there, e.g. ``{"params": {"n": N}}``), and
+    where its reports go."""
+
+    apps: dict[str, str]
+    out: Path
+
+    def cell(self) -> str:
+        apps = "{" + ", ".join(f"{name!r}: {params}" for name, params in self.apps.items()) + "}"
+        return DOCTOR_CELL.format(apps=apps, out=str(self.out))
+
+    def reports(self) -> dict[str, dict]:
+        return json.loads(self.out.read_text())
+
+
+def _tidy_up_index(notebook: nbformat.NotebookNode) -> int:
+    """The lesson's last cell that stops its servers."""
+    for index in range(len(notebook.cells) - 1, -1, -1):
+        cell = notebook.cells[index]
+        if cell.cell_type == "code" and ("stop_all()" in cell.source or ".stop()" in cell.source):
+            return index
+    raise AssertionError("the notebook has no cell that stops its servers")
+
+
 @dataclass
 class ExecutedNotebook:
     path: Path
@@ -91,11 +134,17 @@ def _seconds(cell: nbformat.NotebookNode) -> float:
     return (parse(ended) - parse(began)).total_seconds()
 
 
-def execute(name: str | Path, env: dict[str, str] | None = None) -> ExecutedNotebook:
+def execute(
+    name: str | Path, env: dict[str, str] | None = None, doctor: Doctor | None = None,
+) -> ExecutedNotebook:
     """Run ``notebooks/<name>`` (or the notebook at a path) top to bottom; raises
-    ``CellExecutionError`` on any error."""
+    ``CellExecutionError`` on any error. With ``doctor``, its cell runs before the tidy-up."""
     path = NOTEBOOKS / name
     notebook = nbformat.read(path, as_version=4)
+    inserted = -1
+    if doctor is not None:
+        inserted = _tidy_up_index(notebook)
+        notebook.cells.insert(inserted, nbformat.v4.new_code_cell(doctor.cell()))
     notebook.cells.append(nbformat.v4.new_code_cell(PROBE))
     previous = dict(os.environ)
     os.environ.update(env or {})
@@ -115,7 +164,9 @@ def execute(name: str | Path, env: dict[str, str] | None = None) -> ExecutedNote
         os.environ.update(previous)
     probe_text = "".join(o.get("text", "") for o in notebook.cells[-1].outputs)
     payload = json.loads(probe_text.split("COURSE-PROBE", 1)[1])
-    cells = [(i, _seconds(c)) for i, c in enumerate(notebook.cells[:-1]) if c.cell_type == "code"]
+    # the doctor's cell is the test's, not the lesson's: its time does not count
+    cells = [(i, _seconds(c)) for i, c in enumerate(notebook.cells[:-1])
+             if c.cell_type == "code" and i != inserted]
     return ExecutedNotebook(
         path, notebook, payload["measurements"], payload["servers"], payload["children"],
         cells, wall_s,
@@ -139,7 +190,7 @@ class Within:
 
 def check_notebook(
     name: str | Path, claims: dict[str, Within], *, allowed_stderr: tuple[str, ...] = (),
-    env: dict[str, str] | None = None,
+    env: dict[str, str] | None = None, doctor: Doctor | None = None,
 ) -> ExecutedNotebook:
     """Execute ``name``; fail on any error, a stray server or child process, a slow cell, a claim
     out of bounds, or anything written to stderr.
@@ -149,7 +200,7 @@ def check_notebook(
     ``allowed_stderr`` lists regular expressions for stderr output a lesson shows on purpose
     (and says so in its prose); every stderr output must match one of them.
     """
-    executed = execute(name, env)
+    executed = execute(name, env, doctor)
     unexpected = [
         text for text in executed.stderr_output()
         if not any(re.search(pattern, text) for pattern in allowed_stderr)

@@ -2,6 +2,7 @@
 
 import pytest
 
+from tests.lesson_doctor import Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import Within, check_notebook
 
 # Each kitchen report is the real wall time of one kitchen (thread start to the last dish served)
@@ -36,9 +37,15 @@ CLAIMS = {
 }
 
 
+# What the lesson says blocks the loop, for the app doctor to agree with (tests/lesson_doctor.py)
+DOCTOR = {"app": {"GET /stand-and-watch": Blocks("time.sleep(OVEN_S)")}}
+
+
 @pytest.mark.notebook
-def test_lesson_01_runs_and_its_claims_hold():
-    executed = check_notebook("01_kitchen.ipynb", CLAIMS)
+def test_lesson_01_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path)
+    executed = check_notebook("01_kitchen.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     m = {label: value["measured_s"] for label, value in executed.measurements.items()}
     six = "6 orders, 2 min prep, 10 min oven"
     pasta = "6 orders, 8 min prep, 2 min oven"

@@ -3,6 +3,7 @@
 import nbformat
 import pytest
 
+from tests.lesson_doctor import Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import NOTEBOOKS, Within, check_notebook
 
 # Every wait here is an asyncio.sleep on an otherwise idle loop, so a measurement never comes in
@@ -28,9 +29,15 @@ CLAIMS = {
 }
 
 
+# The lesson's two routes both await: the app doctor must find no block (tests/lesson_doctor.py)
+DOCTOR: dict[str, dict[str, Blocks]] = {"app": {}}
+
+
 @pytest.mark.notebook
-def test_lesson_02_runs_and_its_claims_hold():
-    executed = check_notebook("02_event_loop.ipynb", CLAIMS)
+def test_lesson_02_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path)
+    executed = check_notebook("02_event_loop.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     measured = {label: m["measured_s"] for label, m in executed.measurements.items()}
     # B, awaited second, still finishes first
     assert measured["A and B as tasks: B finished at"] < measured["A and B as tasks: A finished at"]

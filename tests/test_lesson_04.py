@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.lesson_doctor import Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import Within, check_notebook
 
 # The lesson's noise note: a probe that "stayed fast" took milliseconds usually and "at worst a
@@ -84,9 +85,27 @@ CLAIMS = {
 }
 
 
+# What the lesson says blocks the loop, app by app, for the app doctor to agree with
+# (tests/lesson_doctor.py). pool_app's outage is in the threadpool, not on the loop.
+DOCTOR = {
+    "app": {"GET /freeze": Blocks("time.sleep(SLEEP)")},
+    "db_app": {"GET /report": Blocks("conn.execute(SLOW_QUERY, (ROWS,))")},
+    "api": {
+        "GET /user/sync-in-async": Blocks("request.state.sync_client.get(USER_URL)"),
+        "GET /user/client-per-request": Blocks("httpx.AsyncClient()"),
+    },
+    "orders": {"GET /order": Blocks("time.sleep(SLEEP)", "background task")},
+    "exports": {"GET /export-loop": Blocks("time.sleep(EXPORT)")},
+    "shop.app": {"GET /receipt": Blocks("time.sleep(0.2)")},
+    "pool_app": {},
+}
+
+
 @pytest.mark.notebook
-def test_lesson_04_runs_and_its_claims_hold():
-    executed = check_notebook("04_blocking_the_loop.ipynb", CLAIMS)
+def test_lesson_04_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path)
+    executed = check_notebook("04_blocking_the_loop.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     text = executed.text_output()
     measured = {label: m["measured_s"] for label, m in executed.measurements.items()}
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.lesson_doctor import Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import Within, check_notebook
 
 
@@ -67,9 +68,16 @@ CLAIMS = {
 }
 
 
+# Every route of the lesson's two apps awaits, or waits in a worker thread: the app doctor must
+# find no loop block (tests/lesson_doctor.py)
+DOCTOR: dict[str, dict[str, Blocks]] = {"app": {}, "shop": {}}
+
+
 @pytest.mark.notebook
-def test_lesson_05_runs_and_its_claims_hold():
-    executed = check_notebook("05_gather.ipynb", CLAIMS)
+def test_lesson_05_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path)
+    executed = check_notebook("05_gather.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     text = executed.text_output()
     measured = {label: m["measured_s"] for label, m in executed.measurements.items()}
 

@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.lesson_doctor import GIL, Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import Within, check_notebook
 
 # Figures quoted as "measured" come from repeated runs of the lesson on the shared 2-core
@@ -69,9 +70,24 @@ CLAIMS = {
 }
 
 
+# What the lesson says blocks the loop, for the app doctor to agree with (tests/lesson_doctor.py):
+# computing on the loop, and computing in several threads at once (requests or background
+# tasks), which starves the loop of the GIL. The doctor sends n = N, the lesson's 0.4 s job.
+DOCTOR = {
+    "app": {
+        "GET /cpu-async": Blocks("burn(n)"),
+        "GET /cpu-def": Blocks("burn(n)", GIL),
+        "GET /order": Blocks("burn(n)", GIL),
+    },
+}
+DOCTOR_OPTIONS = {"app": '{"params": {"n": N}}'}
+
+
 @pytest.mark.notebook
-def test_lesson_06_runs_and_its_claims_hold():
-    executed = check_notebook("06_cpu_work.ipynb", CLAIMS)
+def test_lesson_06_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path, DOCTOR_OPTIONS)
+    executed = check_notebook("06_cpu_work.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     text = executed.text_output()
     measured = {label: m["measured_s"] for label, m in executed.measurements.items()}
 

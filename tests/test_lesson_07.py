@@ -4,6 +4,7 @@ import re
 
 import pytest
 
+from tests.lesson_doctor import Blocks, assert_doctor_agrees, doctor_for
 from tests.notebook_runner import Within, check_notebook
 
 CLAIMS = {
@@ -37,9 +38,15 @@ def verdict(text: str, test: str) -> str:
     return found.pop()
 
 
+# What the lesson says blocks the loop, for the app doctor to agree with (tests/lesson_doctor.py)
+DOCTOR = {"cafe.app": {"GET /brew-blocking": Blocks("time.sleep(BREW_S)")}}
+
+
 @pytest.mark.notebook
-def test_lesson_07_runs_and_its_claims_hold():
-    executed = check_notebook("07_testing_async.ipynb", CLAIMS)
+def test_lesson_07_runs_and_its_claims_hold(tmp_path):
+    doctor = doctor_for(DOCTOR, tmp_path)
+    executed = check_notebook("07_testing_async.ipynb", CLAIMS, doctor=doctor)
+    assert_doctor_agrees(doctor, DOCTOR)
     text = executed.text_output()
 
     # every pytest run's counts, in order, as pytest's own summary lines state them

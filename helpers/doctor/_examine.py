@@ -30,7 +30,11 @@ PROBE_EVERY_S = 0.02
 ROUTE_BUDGET_S = 0.8
 """About how long each route's burst may take; a slow or blocking route gets fewer requests."""
 SETTLE_S = 0.1
-"""How long after a burst its background tasks may still run and count against the route."""
+"""How long the doctor waits after a route's last answer, at least: a background task may
+start a moment after the response went out."""
+SETTLE_LIMIT_S = 10.0
+"""How long a route's background work may go on after its burst (it counts as the route's);
+the app is stopped only once it is done, so a lifespan that waits for it does not hang."""
 DEFAULT_REQUESTS = 20
 DEFAULT_CONCURRENCY = 10
 DEFAULT_THRESHOLD_MS = 50.0
@@ -87,6 +91,7 @@ class _ThreadpoolGauge:
 
     def __init__(self) -> None:
         self.tokens = 0
+        self.in_use = 0
         self.peak_in_use = 0
         self.peak_waiting = 0
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +103,8 @@ class _ThreadpoolGauge:
         limiter = anyio.to_thread.current_default_thread_limiter()
         while True:
             self.tokens = int(limiter.total_tokens)
-            self.peak_in_use = max(self.peak_in_use, int(limiter.borrowed_tokens))
+            self.in_use = int(limiter.borrowed_tokens)
+            self.peak_in_use = max(self.peak_in_use, self.in_use)
             self.peak_waiting = max(self.peak_waiting, limiter.statistics().tasks_waiting)
             await asyncio.sleep(0.005)
 
@@ -225,7 +231,33 @@ def _size_burst(options: Options, latency_s: float, cpu_s: float, blocked: bool)
     if estimate <= ROUTE_BUDGET_S:
         return n
     per_request = max(latency_s if blocked else latency_s / options.concurrency, cpu_s, 1e-3)
-    return max(min(n, 2), min(n, int(ROUTE_BUDGET_S / per_request)))
+    # A route that computes in threads holds the loop only through the GIL, and only when
+    # several threads compute at once: give it enough of them to show.
+    computing = not blocked and cpu_s >= 0.5 * latency_s
+    floor = min(n, 4 if computing else 2)
+    return max(floor, min(n, int(ROUTE_BUDGET_S / per_request)))
+
+
+def _busy(server: servers.Server, gauge: _ThreadpoolGauge) -> tuple[int, int]:
+    """Requests in flight (background tasks included) and threadpool workers in use."""
+    return server.requests_in_flight, gauge.in_use
+
+
+def _settle(
+    server: servers.Server, gauge: _ThreadpoolGauge, before: tuple[int, int], limit_s: float,
+) -> None:
+    """Wait, up to ``limit_s``, until the route's leftovers are done: its requests still
+    running (their background tasks run in them) and its threadpool workers still busy, beyond
+    what was busy ``before`` it (a hung route's request stays for good). Otherwise they run into
+    the next route's burst, and the doctor blames that route for them (seen: a route whose
+    background tasks computed in threads for 7 s, blamed on the route after it)."""
+    time.sleep(SETTLE_S)
+    deadline = time.monotonic() + limit_s
+    while time.monotonic() < deadline:
+        requests, workers = _busy(server, gauge)
+        if requests <= before[0] and workers <= before[1]:
+            return
+        time.sleep(0.01)
 
 
 def _examine_route(
@@ -243,28 +275,34 @@ def _examine_route(
     gc.collect()
     # One request alone first: does the route answer at all, how long does it take, and how
     # much CPU does it use? It also pays for one-off costs (imports, caches) outside the burst.
+    before = _busy(server, gauge)
     cpu_before = server.cpu_seconds()
+    began = time.perf_counter()
     first = loadgen.load(server, plan.url, n=1, **request)
-    cpu_s = max(0.0, server.cpu_seconds() - cpu_before)
     record = first.records[0]
     if record.error is not None and "timed out" in record.error:
         held = server.watch.held_place(silent_s=1.0)
         if held is not None:
             return RouteReport.stuck(plan, options.timeout_s, held)
         return RouteReport.hung(plan, options.timeout_s)
-    blocked = any(b.duration_ms >= options.threshold_ms for b in first.loop_blocks)
-    n = _size_burst(options, record.latency_s, cpu_s, blocked)
+    _settle(server, gauge, before, SETTLE_LIMIT_S)  # a background task's work is the route's
+    cpu_s = max(0.0, server.cpu_seconds() - cpu_before)
+    # the route's work lasts until its background tasks are done, not until its answer
+    busy_s = max(record.latency_s, time.perf_counter() - began - SETTLE_S)
+    server.watch.settle(time.perf_counter())
+    blocked = any(b.duration_ms >= options.threshold_ms
+                  for b in server.watch.blocks_between(began, time.perf_counter()))
+    n = _size_burst(options, busy_s, cpu_s, blocked)
     concurrency = min(options.concurrency, n)
-    estimate_s = max(record.latency_s * n if blocked else record.latency_s * n / concurrency,
-                     cpu_s * n, 0.1)
+    estimate_s = max(busy_s * n if blocked else busy_s * n / concurrency, cpu_s * n, 0.1)
     probes = [PROBE_PATH] * max(5, min(int(2 * ROUTE_BUDGET_S / PROBE_EVERY_S),
                                        math.ceil(estimate_s / PROBE_EVERY_S)))
     gauge.reset()
     traffic, probe = loadgen.load_with_monitor(
         server, plan.url, n, probes, every_s=PROBE_EVERY_S, concurrency=concurrency, **request,
     )
-    # Background tasks run after their response went out: give them a moment to count.
-    time.sleep(SETTLE_S)
+    # Background tasks run after their response went out: they count against this route.
+    _settle(server, gauge, before, SETTLE_LIMIT_S)
     server.watch.settle(time.perf_counter())
     blocks = server.watch.blocks_between(traffic.started_s, time.perf_counter())
     during = [r for r in probe.records if r.start_s <= traffic.ended_s]

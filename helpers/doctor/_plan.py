@@ -1,8 +1,9 @@
 """What the doctor sends to each route: one request built from the app's OpenAPI schema.
 
 Path and required query, header and cookie parameters get the value the caller gave for their
-name, else their example, else a value of their type; a JSON body gets its example or a minimal valid instance. A route
-it cannot build a request for is kept as a :class:`Skipped` with the reason.
+name, else their example, else a value of their type; a JSON body gets its example or a minimal
+valid instance. A route it cannot build a request for is kept as a :class:`Skipped` with the
+reason.
 """
 
 from __future__ import annotations
