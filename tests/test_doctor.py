@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -200,7 +201,13 @@ def test_a_loop_held_for_good_exits_1_and_leaves_no_process() -> None:
 def test_examine_in_process_returns_the_report_with_a_picture() -> None:
     from tests.fixtures.doctor.ward import app
 
+    threads_before = {t.ident for t in threading.enumerate()}
     report = examine(app, routes=[("GET", "/sleepy"), ("GET", "/fine")], requests=6)
+    # the doctor's server, its loop and its threadpool are gone when it returns (load()'s worker
+    # processes, and their reader threads, stay for the next load on purpose)
+    left = [t.name for t in threading.enumerate()
+            if t.ident not in threads_before and not t.name.startswith("load-worker")]
+    assert left == [], left
     by_label = {r.label: r for r in report.routes}
     assert by_label["GET /sleepy"].verdict == RouteReport.BLOCKS
     assert by_label["GET /fine"].verdict == RouteReport.OK

@@ -51,11 +51,13 @@ def examine(
                       tuple((str(k), str(v)) for k, v in (params or {}).items()))
     resolved = _resolve_app(app)
     target = app if isinstance(app, str) else getattr(app, "title", "") or type(app).__name__
-    # a bar only when it runs for more than two seconds; it disappears when done
-    bar = tqdm(desc="examining", unit="route", delay=2.0, leave=False, total=None)
+    # a bar only when it runs for more than two seconds; it disappears when done. No monitor
+    # thread (tqdm's default starts one that lives as long as the process)
+    quiet_bar = type("DoctorBar", (tqdm,), {"monitor_interval": 0})
+    bar = quiet_bar(desc="examining", unit="route", delay=2.0, leave=False, total=None)
 
     def progress(route: str) -> None:
-        bar.set_postfix_str(route)
+        bar.set_postfix_str(route, refresh=False)
         bar.update(1)
 
     try:
