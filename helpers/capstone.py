@@ -56,8 +56,13 @@ def working_copy(folder: str | Path | None = None) -> Path:
 def apply_solution(root: str | Path) -> Path:
     """Apply the course's fix (``capstone/solution.patch``) to the copy in ``root``: what a
     finished exercise looks like, for the course's tests and for instructors. Needs git."""
-    subprocess.run(["git", "apply", str(SOLUTION_PATCH)], cwd=root, check=True,
-                   capture_output=True)
+    # Inside another git repository (the course's own solutions/ folder), git apply would read
+    # the patch's paths from that repository's top and skip them all, silently: stop git from
+    # looking above the copy.
+    env = dict(os.environ, GIT_CEILING_DIRECTORIES=str(Path(root).resolve().parent))
+    for check in ([], ["--reverse", "--check"]):  # apply, then prove it applied
+        subprocess.run(["git", "apply", *check, str(SOLUTION_PATCH)], cwd=root, check=True,
+                       capture_output=True, env=env)
     return Path(root)
 
 

@@ -84,10 +84,6 @@ def shows_a_quiz(sources: list[str]) -> bool:
     return any(re.search(r"\bquiz(_file)?\(", source) for source in sources)
 
 
-@pytest.mark.parametrize(
-    "path", LESSONS + SOLVED_EXERCISES, ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
-    if p.parent.parent.name == "solutions" else p.stem,
-)
 @contextlib.contextmanager
 def handed_in_files(path: Path):
     """The capstone exercise, solved, is its notebook beside the fixed shop: put the course's
@@ -104,6 +100,10 @@ def handed_in_files(path: Path):
         shutil.rmtree(copy, ignore_errors=True)
 
 
+@pytest.mark.parametrize(
+    "path", LESSONS + SOLVED_EXERCISES, ids=lambda p: f"{p.parent.parent.name}/{p.stem}"
+    if p.parent.parent.name == "solutions" else p.stem,
+)
 def test_run_all_in_jupyterlab_shows_every_output(path, hub_lab, browser):
     with handed_in_files(path):
         _run_all_and_look(path, hub_lab, browser)
