@@ -104,7 +104,9 @@ def _check_task(shop: Any, name: str) -> None:
             check.fail(measured=f"{task.route}: {route['verdict']}: {route['reason']}",
                        expected="the route answers", cause="the route waits for ever",
                        fix="see the doctor's report: capstone.examine(shop)")
-        left = [b for b in route["blocks"] if b["part"] not in task.others]
+        # the shop's own lines first: they say where to look; then the longest
+        left = sorted((b for b in route["blocks"] if b["part"] not in task.others),
+                      key=lambda b: (not b.get("file"), -b["duration_ms"]))
         if left:
             block = left[0]
             check.fail(

@@ -216,8 +216,9 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
     were all in calls that let go of the GIL (``hashlib``, ``zlib``: on a machine short of
     cores they are slow to hand it back, but a process pool would not make them faster). A
     block in which no line of Python could be sampled, or only library code outside FastAPI's
-    response work, counts from twice the threshold: a long C call on the loop shows so, and
-    so, briefly, does a starved machine."""
+    response work, or an ``await`` line while the loop's thread used little CPU, counts from
+    twice the threshold: a long C call on the loop shows so, and so, briefly, does a starved
+    machine."""
     if block.starting_a_thread or block.starting_a_process:
         return False
     if block.waited_for_gil and block.threads and all(
@@ -231,7 +232,16 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
         # no line of the app's own code was running: a framework's moment on a busy machine
         # (seen: 73 ms in dataclass code under a middleware, during a 3 ms route)
         return block.duration_ms >= 2 * threshold_ms
+    if (block.cause == loopwatch.CAUSE_LOOP and _AWAIT.search(block.code or "")
+            and loop_cpu_share(block) < 0.5):
+        # an `await` line that neither computed nor waited on the GIL: the loop's thread was
+        # not running at all, as on a starved machine (seen: 50 ms at `await client.get(url)`
+        # in lesson 05, which never blocks), or a library blocked inside the awaited call
+        return block.duration_ms >= 2 * threshold_ms
     return block.duration_ms >= threshold_ms
+
+
+_AWAIT = re.compile(r"\bawait\b")
 
 
 def findings_of(
