@@ -341,7 +341,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--route", action="append", default=[], metavar="'METHOD PATH'",
                         help="check only this route (repeatable)")
     args = parser.parse_args(argv)
-    routes = tuple((route.split(" ", 1)[0], route.split(" ", 1)[-1]) for route in args.route)
+    routes = tuple((method, path) for method, _, path in (r.partition(" ") for r in args.route))
     from helpers.doctor._examine import Options, examine_app
     from helpers.doctor._target import TargetError
     from helpers.server import ServerStartupError

@@ -285,7 +285,7 @@ def _examine_route(
     _settle(server, gauge, before, SETTLE_LIMIT_S)  # a background task's work is the route's
     cpu_s = max(0.0, server.cpu_seconds() - cpu_before)
     # the route's work lasts until its background tasks are done, not until its answer
-    busy_s = max(record.latency_s, time.perf_counter() - began)
+    busy_s = time.perf_counter() - began
     server.watch.settle(time.perf_counter())
     blocked = any(b.duration_ms >= options.threshold_ms
                   for b in server.watch.blocks_between(began, time.perf_counter()))
