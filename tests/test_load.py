@@ -227,6 +227,18 @@ def test_monitor_probes_while_traffic_runs(server):
     assert "worst" in repr(picture) and picture._repr_png_().startswith(b"\x89PNG")
 
 
+def test_the_monitor_probes_before_the_traffic_starts(server):
+    """The probes go out through this process, whose GIL a loop computing here holds: the
+    traffic waits for the first probe, so a probe always catches the block from its start."""
+    from helpers import load_with_monitor
+
+    for _ in range(3):
+        traffic, monitor = load_with_monitor(server, "/cpu", 1, ["/"] * 20, every_s=0.025)
+        assert monitor.started_s <= traffic.started_s, (monitor.started_s, traffic.started_s)
+        # /cpu holds the loop for 0.3 s; a probe sent within 25 ms of its start waits the rest
+        assert monitor.max_s >= 0.3 - 0.025, monitor.max_s
+
+
 def test_a_run_served_by_many_threads_gets_a_legend_that_says_what_colours_mean(server):
     server.clear_loop_blocks()
     result = load(server, "/def-sleep?seconds=0.2", n=20)

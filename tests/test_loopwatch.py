@@ -11,7 +11,7 @@ import pytest
 from fastapi import FastAPI
 
 from helpers import load, serve
-from helpers.loopwatch import LoopBlock, LoopWatch, is_library_file
+from helpers.loopwatch import LoopBlock, LoopWatch, _Stall, is_library_file
 from tests import apps
 
 
@@ -264,6 +264,21 @@ def test_without_per_thread_cpu_an_unsampled_block_claims_nothing_it_cannot_know
     (block,) = watch.blocks
     assert block.cause == "unsampled" and "cannot tell whose it was" in str(block)
     assert "C code" not in str(block)
+
+
+@pytest.mark.parametrize(("others_share", "cause"), [(0.9, "gil"), (0.2, None)])
+def test_a_gil_wait_needs_other_threads_that_ran_long_enough_to_hold_it(
+    monkeypatch, others_share, cause
+):
+    """The loop's thread asked for the GIL all through a 100 ms block (400 wake-ups a second)
+    and ran 8% of it. Another thread that ran 90% of it held the GIL; one that ran 20% could
+    not have, as nobody in the process ran for the other 72%: the machine's doing, no block."""
+    watch = LoopWatch("unit", threshold_ms=10)
+    monkeypatch.setattr(watch, "_cpu_during", lambda *args: (0.1, {}))
+    other = threading.get_ident()  # any thread but the loop's
+    monkeypatch.setattr(watch, "_busy_threads", lambda *args: {other: (others_share, 90.0)})
+    block = watch._judge(_Stall(), None, 10.0, 10.1, loop_cpu_s=0.008, loop_wakeups=40)
+    assert (block.cause if block else None) == cause, block and (str(block), block.evidence)
 
 
 class SlowToStart(threading.Thread):

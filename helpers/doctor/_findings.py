@@ -212,13 +212,13 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
     """Is this block the app's doing, and long enough to report?
 
     Not counted, as the machine's doing rather than the app's code: a thread or a process
-    pool being started; and a GIL wait while the other threads
-    were all in calls that let go of the GIL (``hashlib``, ``zlib``: on a machine short of
-    cores they are slow to hand it back, but a process pool would not make them faster). A
-    block in which no line of Python could be sampled, or only library code outside FastAPI's
-    response work, or an ``await`` line while the loop's thread used little CPU, counts from
-    twice the threshold: a long C call on the loop shows so, and so, briefly, does a starved
-    machine."""
+    pool being started; and a GIL wait while the other threads were all in calls that let go
+    of the GIL (``hashlib``, ``zlib``: on a machine short of cores they are slow to hand it
+    back, but a process pool would not make them faster). A block in which no line of Python
+    could be sampled, or only library code (outside FastAPI's response work, or in it while
+    the loop's thread used little CPU), or an ``await`` line while the loop's thread used
+    little CPU, counts from twice the threshold: a long C call on the loop shows so, and so,
+    briefly, does a starved machine."""
     if block.starting_a_thread or block.starting_a_process:
         return False
     if block.waited_for_gil and block.threads and all(
@@ -228,9 +228,11 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
     if block.cause == loopwatch.CAUSE_UNSAMPLED:
         return block.duration_ms >= 2 * threshold_ms
     if (block.cause == loopwatch.CAUSE_LOOP and loopwatch.is_library_file(block.filename)
-            and block.phase not in _RESPONSE_PHASES):
+            and (block.phase not in _RESPONSE_PHASES or loop_cpu_share(block) < 0.5)):
         # no line of the app's own code was running: a framework's moment on a busy machine
-        # (seen: 73 ms in dataclass code under a middleware, during a 3 ms route)
+        # (seen: 73 ms in dataclass code under a middleware, during a 3 ms route), or response
+        # work its thread hardly ran for, which is not encoding but waiting for a core (seen:
+        # 56 ms writing a small answer while ten threads hashed passwords on two cores)
         return block.duration_ms >= 2 * threshold_ms
     if (block.cause == loopwatch.CAUSE_LOOP and _AWAIT.search(block.code or "")
             and loop_cpu_share(block) < 0.5):
