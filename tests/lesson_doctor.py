@@ -61,4 +61,7 @@ def assert_doctor_agrees(doctor: Doctor, apps: dict[str, dict[str, Blocks]]) -> 
             if route["verdict"] != "blocks the loop" or not named:
                 problems.append(f"{name} {label}: the lesson says it blocks at `{want.line}` "
                                 f"({want.part}); the doctor says {route['verdict']}: {blocks}")
-    assert not problems, "\n".join(problems)
+    evidence = [f"  {name} {r['method']} {r['path']} {b['code']}: {b['evidence']}"
+                for name, report in reports.items() for r in report["routes"]
+                for b in r["blocks"]]
+    assert not problems, "\n".join(problems + ["what the loop watch saw:", *evidence])

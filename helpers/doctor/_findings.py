@@ -39,6 +39,9 @@ class Finding:
     cause: str
     """The cause in words: ``time.sleep in the endpoint's own code``, ``waiting for the GIL…``."""
     fix: str
+    evidence: str = ""
+    """What the loop watch saw in the longest of the blocks: samples, the loop thread's CPU
+    share and wake-ups, the other threads that ran, and where the loop's thread was."""
 
     @property
     def where(self) -> str:
@@ -293,8 +296,16 @@ def findings_of(
     for key, group in grouped.items():
         file, code, part, cause, fix = described[key]
         durations = [b.duration_ms for b in group]
+        longest = max(group, key=lambda b: b.duration_ms)
         findings.append(Finding(
-            sum(durations), len(group), max(durations), file, key[1], code, part, cause, fix,
+            sum(durations), len(group), longest.duration_ms, file, key[1], code, part, cause, fix,
+            _evidence(longest),
         ))
     findings.sort(key=lambda f: -f.duration_ms)
     return findings
+
+
+def _evidence(block: loopwatch.LoopBlock) -> str:
+    """The watch's evidence, and the innermost frames of the loop's thread when it has them."""
+    frames = " < ".join(_short(f) for f in reversed(block.stack[-3:]))
+    return block.evidence + (f"; loop thread at {frames}" if frames else "")

@@ -153,7 +153,7 @@ class RouteReport:
                 {"duration_ms": round(f.duration_ms, 1), "count": f.blocks,
                  "longest_ms": round(f.longest_ms, 1), "file": f.file or None,
                  "line": f.line or None, "code": f.code or None, "part": f.part,
-                 "cause": f.cause, "fix": f.fix}
+                 "cause": f.cause, "fix": f.fix, "evidence": f.evidence}
                 for f in self.findings
             ],
             "threadpool": {"tokens": self.threadpool_tokens, "peak_in_use": self.threadpool_peak,
