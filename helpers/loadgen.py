@@ -142,6 +142,23 @@ class LoadResult:
             label=path,
         )
 
+    def during(self, other: LoadResult) -> LoadResult:
+        """The same run, narrowed to the requests sent while ``other`` ran: the probes that
+        overlapped a job, not the ones sent before it began or after it ended."""
+        chosen = [r for r in self.records if other.started_s <= r.start_s <= other.ended_s]
+        if not chosen:
+            raise ValueError(
+                f"none of these {self.n} requests was sent while the other run went on "
+                f"({other.wall_s:.2f} s): send them over a longer time"
+            )
+        return LoadResult(
+            chosen,
+            min(r.start_s for r in chosen),
+            max(r.end_s for r in chosen),
+            self.loop_blocks,
+            label=self.label,
+        )
+
     @property
     def paths(self) -> list[str]:
         return sorted({r.path for r in self.records})

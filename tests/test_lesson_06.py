@@ -19,9 +19,10 @@ CLAIMS = {
     "one job, computed in this cell": Within(0.67, 2.0),
     # the idle server: "about 2 ms" (measured 1.5-1.9 ms); milliseconds
     "/ping p50, nothing else running": Within(0.0, 0.02),
-    # "about the whole job, often longer (0.85 to 1.5 times its 0.4 s in our runs, and up to
-    # nearly twice on a busy machine ...)" (ideal = the job)
-    "worst /ping while one job computes in async def": Within(0.7, 1.8),
+    # "A probe sent just after the job started waited about all of that time (0.93 to 0.99 of
+    # it in our runs)" (ideal = the loop watch's block: the job's own time on the loop, which
+    # drifts from the calibrated 0.4 s, 0.31-0.66 s measured; "about": 0.8-1.25)
+    "worst /ping while one job computes in async def": Within(0.8, 1.25),
     # "6 to 15 ms here ... (a few tens, at worst a couple of hundred, on a machine busy with
     # other programs)"; lesson 03 bounds the same figure at 0.25 s
     "/ping p50 while one job computes in def": Within(0.003, 0.25),

@@ -239,6 +239,19 @@ def test_the_monitor_probes_before_the_traffic_starts(server):
         assert monitor.max_s >= 0.3 - 0.025, monitor.max_s
 
 
+def test_during_keeps_only_the_requests_sent_while_the_other_run_went_on(server):
+    from helpers import load_with_monitor
+
+    job, probes = load_with_monitor(server, "/sleep?seconds=0.3", 1, ["/"] * 24, every_s=0.025)
+    overlapping = probes.during(job)
+    assert 0 < overlapping.n < probes.n  # the probes went on for 0.6 s, the job for 0.3 s
+    assert all(job.started_s <= r.start_s <= job.ended_s for r in overlapping.records)
+    assert overlapping.n == sum(job.started_s <= r.start_s <= job.ended_s for r in probes.records)
+    later = load(server, "/", n=2)
+    with pytest.raises(ValueError, match="none of these 2 requests was sent while"):
+        later.during(job)
+
+
 def test_a_run_served_by_many_threads_gets_a_legend_that_says_what_colours_mean(server):
     server.clear_loop_blocks()
     result = load(server, "/def-sleep?seconds=0.2", n=20)
