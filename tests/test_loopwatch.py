@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _weakrefset
 import json
 import os
 import threading
@@ -210,6 +211,24 @@ def test_garbage_collection_is_a_share_of_the_block_not_its_culprit():
         "loop blocked 1400 ms at app.py:7 `return build()` (800 ms of it garbage collection)"
     )
     assert not block.is_garbage_collection
+
+
+@pytest.mark.parametrize(("sampled", "collection"), [
+    ((_weakrefset.__file__, 39, "_remove"), True),  # a callback the collection ran
+    (("/srv/app.py", 7, "build"), False),  # the app's own line: it made the garbage
+])
+def test_a_collection_sampled_in_its_own_callbacks_is_the_collection(
+    monkeypatch, sampled, collection
+):
+    from helpers import loopwatch
+
+    watch = LoopWatch("unit", threshold_ms=10)
+    monkeypatch.setattr(loopwatch, "_gc_share", lambda start, end: (0.4, 2))
+    stall = _Stall()
+    stall.loop_keys[sampled] = 20
+    block = watch._judge(stall, None, 10.0, 10.408, loop_cpu_s=0.4, loop_wakeups=0)
+    assert block.is_garbage_collection is collection, (str(block), block.evidence)
+    assert round(block.gc_ms) == 400
 
 
 def test_a_blocking_lifespan_shutdown_is_filed():
