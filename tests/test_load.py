@@ -252,6 +252,27 @@ def test_during_keeps_only_the_requests_sent_while_the_other_run_went_on(server)
         later.during(job)
 
 
+def test_a_run_starts_after_a_full_collection_not_during_one(server):
+    import gc
+    import time as clock
+
+    full_collections: list[float] = []
+
+    def note(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full_collections.append(clock.perf_counter())
+
+    gc.callbacks.append(note)
+    try:
+        result = load(server, "/", n=3)
+        before = len(full_collections)
+        load(server, "/", n=3, collect_garbage=False)
+    finally:
+        gc.callbacks.remove(note)
+    assert full_collections and full_collections[0] < result.started_s, full_collections
+    assert before >= 1 and len(full_collections) == before  # none asked for the second run
+
+
 def test_a_run_served_by_many_threads_gets_a_legend_that_says_what_colours_mean(server):
     server.clear_loop_blocks()
     result = load(server, "/def-sleep?seconds=0.2", n=20)
