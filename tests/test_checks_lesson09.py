@@ -48,6 +48,10 @@ def test_the_untouched_shop_fails_each_task_at_its_line(tmp_path: Path) -> None:
         assert cell.error.startswith(f"AssertionError: ✘ Task {number} · "), cell.error
         place = f"{file}:{_line_of(file, piece)}" if file else piece
         assert place in cell.error, (place, cell.error)
+    # the whole shop's message names each blocking route's worst place: GET /users/me's is its
+    # key check
+    key_check = f"security.py:{_line_of('security.py', 'hashlib.pbkdf2_hmac(')}"
+    assert "GET /users/me (" in graded[-1].error and key_check in graded[-1].error, graded[-1]
 
 
 def test_the_fixed_shop_passes_each_task(tmp_path: Path) -> None:
