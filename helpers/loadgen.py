@@ -340,7 +340,7 @@ def load(
     progress: bool = True,
     label: str = "",
     on_start: Callable[[], None] | None = None,
-    collect_garbage: bool = True,
+    collect_garbage: bool = False,
 ) -> LoadResult:
     """Send ``n`` requests to ``path`` on ``target``, at most ``concurrency`` at a time.
 
@@ -351,10 +351,12 @@ def load(
     the way a default HTTP client would (``None``: no cap). ``on_start`` is called once, as the
     first request goes out.
 
-    ``collect_garbage`` first runs a full garbage collection in this process, outside the run. A
-    notebook kernel holds a large heap (matplotlib, the lesson's data), and a full collection of
-    it, about 0.1 s on a 2-core machine, would otherwise land in whichever request it interrupts
-    (seen: a 0.3 s call measured at 0.45 s in the same spot in every run of lesson 05).
+    ``collect_garbage=True`` first runs a full garbage collection in this process, outside the
+    run. A notebook kernel holds a large heap (matplotlib, the lesson's data), and a full
+    collection of it, about 0.1 s on a 2-core machine, can land in a one-request timing (seen:
+    a 0.3 s call measured at 0.45 s in the same spot in every run of lesson 05). It is off by
+    default: the collection costs CPU in this process and holds its GIL, which a run that
+    measures either (or a server busy in this process meanwhile) would count.
     """
     base = _base_url(target)
     if isinstance(path, str):
@@ -434,18 +436,17 @@ def load_with_monitor(
     for worker in ready:
         _return_worker(worker)
     probing_started = threading.Event()
-    gc.collect()  # once, before both runs: see load()
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="monitor") as monitor:
         probing = monitor.submit(
             load, target, list(probe_paths), stagger_s=every_s, progress=False, label="monitor",
-            on_start=probing_started.set, collect_garbage=False,
+            on_start=probing_started.set,
         )
         # Wait for it: handing the probes to their process takes this process's GIL, which a
         # server computing on its loop here holds, and the probes could start after the job
         # (seen: the worst probe of a 0.4 s job at 0.27 s).
         while not probing_started.wait(0.05) and not probing.done():
             pass
-        traffic = load(target, path, n=n, **{"collect_garbage": False, **options})
+        traffic = load(target, path, n=n, **options)
         return traffic, probing.result()
 
 
