@@ -135,13 +135,7 @@ class LoadResult:
         chosen = [r for r in self.records if r.path == path]
         if not chosen:
             raise KeyError(f"no requests went to {path!r}; paths in this run: {self.paths}")
-        return LoadResult(
-            chosen,
-            min(r.start_s for r in chosen),
-            max(r.end_s for r in chosen),
-            self.loop_blocks,
-            label=path,
-        )
+        return self._narrowed(chosen, path)
 
     def during(self, other: LoadResult) -> LoadResult:
         """The same run, narrowed to the requests sent while ``other`` ran: the probes that
@@ -152,12 +146,16 @@ class LoadResult:
                 f"none of these {self.n} requests was sent while the other run went on "
                 f"({other.wall_s:.2f} s): send them over a longer time"
             )
+        return self._narrowed(chosen, self.label)
+
+    def _narrowed(self, chosen: list[RequestRecord], label: str) -> LoadResult:
+        """Some of this run's records, as a run of their own (same loop blocks)."""
         return LoadResult(
             chosen,
             min(r.start_s for r in chosen),
             max(r.end_s for r in chosen),
             self.loop_blocks,
-            label=self.label,
+            label=label,
         )
 
     @property

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.notebook_runner import Doctor
 
@@ -61,7 +62,13 @@ def assert_doctor_agrees(doctor: Doctor, apps: dict[str, dict[str, Blocks]]) -> 
             if route["verdict"] != "blocks the loop" or not named:
                 problems.append(f"{name} {label}: the lesson says it blocks at `{want.line}` "
                                 f"({want.part}); the doctor says {route['verdict']}: {blocks}")
-    evidence = [f"  {name} {r['method']} {r['path']} {b['code']}: {b['evidence']}"
-                for name, report in reports.items() for r in report["routes"]
-                for b in r["blocks"]]
+    evidence = [f"  {name} {line}" for name, report in reports.items()
+                for line in loop_watch_evidence(report)]
     assert not problems, "\n".join(problems + ["what the loop watch saw:", *evidence])
+
+
+def loop_watch_evidence(report: dict[str, Any]) -> list[str]:
+    """One line per block the doctor's JSON report holds: route, code, and what the loop watch
+    saw, for a failing test's message."""
+    return [f"{r['method']} {r['path']} {b['code']}: {b['evidence']}"
+            for r in report.get("routes", []) for b in r["blocks"]]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from helpers import capstone
+from tests.lesson_doctor import loop_watch_evidence
 
 ROOT = Path(__file__).parent.parent
 
@@ -75,15 +76,9 @@ def test_the_doctor_finds_each_problem_at_its_line_and_nothing_else(tmp_path: Pa
         assert route["counts"]["failed"] == 0, (label, route["counts"])
 
 
-def evidence(result: capstone.CheckResult) -> str:
-    """What the loop watch saw during each block the doctor found: for a failure's message."""
-    return "\n".join(f"{r['method']} {r['path']}: {b['code']}: {b['evidence']}"
-                     for r in result.doctor.get("routes", []) for b in r["blocks"])
-
-
 def test_the_instructors_fix_passes_the_check(shop: Path) -> None:
     result = capstone.check(fixed(shop))
-    assert result.passed, f"{result}\n{evidence(result)}"
+    assert result.passed, "\n".join([str(result), *loop_watch_evidence(result.doctor)])
     assert len(result.outcomes) == 13
     assert "✔ Folio is fixed" in str(result)
 
