@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import html
 import inspect
 import itertools
@@ -540,6 +541,7 @@ def serve(
     """
     install_thread_noting()
     resolved = _resolve_app(app)
+    _freeze_the_heap()
     if name is not None:
         with _registry_lock:
             previous = _registry.get(name)
@@ -552,6 +554,18 @@ def serve(
     with _registry_lock:
         _registry[name] = server
     return server
+
+
+def _freeze_the_heap() -> None:
+    """Collect garbage, then move every object alive now to the collector's permanent generation.
+
+    A kernel's heap (IPython, the libraries, the cells so far) is large: a full collection scans
+    it for 0.1 s, 0.2 s on a busy machine, and lands in whichever request is in flight (lesson
+    05's twenty requests came out 0.26-0.31 s late with two kernels running it at once). Frozen,
+    it is left out: later collections scan only what was made since, as the server runs.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def running_servers() -> list[Server]:
