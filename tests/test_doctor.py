@@ -216,3 +216,31 @@ def test_examine_in_process_returns_the_report_with_a_picture() -> None:
     assert "<table>" in page and "data:image/png;base64," in page
     assert "GET /sleepy: loop blocked" in str(report)
     assert "loop blocked by route: GET /sleepy" in report.picture().description
+
+
+def test_a_block_that_does_not_repeat_in_a_second_burst_is_not_the_routes() -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    calls = {"once": 0}
+
+    @app.get("/once")
+    async def once() -> dict[str, bool]:
+        calls["once"] += 1
+        if calls["once"] == 4:  # one request of the first burst: a stall that does not come back
+            time.sleep(0.2)
+        return {"ok": True}
+
+    @app.get("/always")
+    async def always() -> dict[str, bool]:
+        time.sleep(0.1)
+        return {"ok": True}
+
+    report = examine(app, requests=6)
+    by_label = {r.label: r for r in report.routes}
+    assert calls["once"] > 7, calls  # the single request, a burst of 6, and a second burst
+    assert by_label["GET /once"].verdict == RouteReport.OK, by_label["GET /once"].findings
+    assert by_label["GET /once"].bursts == 2
+    assert by_label["GET /always"].verdict == RouteReport.BLOCKS
+    assert by_label["GET /always"].bursts == 2
+    assert by_label["GET /always"].findings[0].line > 0

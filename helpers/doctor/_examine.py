@@ -182,6 +182,8 @@ def examine_app(
                 report.routes.append(RouteReport.skipped(plan))
                 continue
             route = _examine_route(server, plan, options, gauge, parts, errors)
+            if route.verdict == RouteReport.BLOCKS:
+                route = _repeated(route, server, plan, options, gauge, parts, errors)
             report.routes.append(route)
             if route.verdict == RouteReport.STUCK:
                 for rest in plans[index:]:
@@ -199,6 +201,20 @@ def examine_app(
         log.propagate = propagate
     report.elapsed_s = time.perf_counter() - started
     return report
+
+
+def _repeated(
+    first: RouteReport, server: servers.Server, plan: Plan, options: Options,
+    gauge: _ThreadpoolGauge, parts: AppParts, errors: ErrorNotes,
+) -> RouteReport:
+    """Send a blocking route a second burst: code that blocks the loop does it every time, while
+    a busy machine stalls a process now and then (seen in whole-suite runs: 52-65 ms blocks on
+    routes that never block, once each, beside a browser test on two cores). The route is
+    reported blocking only when the second burst blocks too."""
+    again = _examine_route(server, plan, options, gauge, parts, errors)
+    kept = first if again.verdict == RouteReport.BLOCKS else again
+    kept.bursts = 2
+    return kept
 
 
 def _loop_stuck(server: servers.Server) -> bool:

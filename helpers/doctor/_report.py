@@ -51,6 +51,8 @@ class RouteReport:
     reason: str = ""
     """Why it was skipped, or what stopped it (no answer, a loop held for good)."""
     fix: str = ""
+    bursts: int = 1
+    """2 when the first burst showed a block and the doctor sent a second to see it repeat."""
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
@@ -159,6 +161,7 @@ class RouteReport:
             "threadpool": {"tokens": self.threadpool_tokens, "peak_in_use": self.threadpool_peak,
                            "peak_waiting": self.threadpool_waiting},
             "fix": self.fix or None,
+            "bursts": self.bursts,
         }
 
 
