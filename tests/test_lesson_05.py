@@ -37,9 +37,10 @@ CLAIMS = {
     # "about ten rounds of 0.1 s: 1 s, and a little more" (ideal = 10 rounds; measured
     # 1.07-1.09x; "a little more" allows a quarter)
     "50 calls of 0.1 s, Semaphore(5)": Within(0.97, 1.25),
-    # "a few tenths of a second, not in one call's 0.1 s" (ideal = one call; measured 2.4-3.0x,
-    # 0.24-0.30 s): 0.15-0.6 s
-    "50 calls of 0.1 s, Semaphore(50)": Within(1.5, 6.0),
+    # "a few tenths of a second, not in one call's 0.1 s (0.24-0.30 s in our runs, up to about
+    # twice that with a second learner running this lesson on the same two cores)" (ideal = one
+    # call; measured 2.4-3.0x alone, 6.4x once with two kernels at once): 0.15-0.75 s
+    "50 calls of 0.1 s, Semaphore(50)": Within(1.5, 7.5),
     # 504 "at the deadline, a few milliseconds after it" (measured 1.01-1.02x of 0.5 s)
     "hung upstream, 0.5 s deadline: 504 after": about(0.5),
     # "Five times one call, a little more" (ideal = one call; measured 5.45-5.61x)
