@@ -222,18 +222,25 @@ def test_a_block_that_does_not_repeat_in_a_second_burst_is_not_the_routes() -> N
     from fastapi import FastAPI
 
     app = FastAPI()
-    calls = {"once": 0}
+    calls = {"once": 0, "often": 0}
 
     @app.get("/once")
     async def once() -> dict[str, bool]:
         calls["once"] += 1
         if calls["once"] == 4:  # one request of the first burst: a stall that does not come back
-            time.sleep(0.2)
+            time.sleep(0.12)
         return {"ok": True}
 
-    @app.get("/always")
-    async def always() -> dict[str, bool]:
-        time.sleep(0.1)
+    @app.get("/often")
+    async def often() -> dict[str, bool]:
+        calls["often"] += 1
+        if calls["often"] % 4 == 0:  # one request in every burst: short, but it comes back
+            time.sleep(0.12)
+        return {"ok": True}
+
+    @app.get("/long")
+    async def long() -> dict[str, bool]:
+        time.sleep(0.2)  # four thresholds: no stall of the machine lasts this long
         return {"ok": True}
 
     report = examine(app, requests=6)
@@ -241,6 +248,8 @@ def test_a_block_that_does_not_repeat_in_a_second_burst_is_not_the_routes() -> N
     assert calls["once"] > 7, calls  # the single request, a burst of 6, and a second burst
     assert by_label["GET /once"].verdict == RouteReport.OK, by_label["GET /once"].findings
     assert by_label["GET /once"].bursts == 2
-    assert by_label["GET /always"].verdict == RouteReport.BLOCKS
-    assert by_label["GET /always"].bursts == 2
-    assert by_label["GET /always"].findings[0].line > 0
+    assert by_label["GET /often"].verdict == RouteReport.BLOCKS
+    assert by_label["GET /often"].bursts == 2
+    assert by_label["GET /often"].findings[0].line > 0
+    assert by_label["GET /long"].verdict == RouteReport.BLOCKS
+    assert by_label["GET /long"].bursts == 1
