@@ -30,10 +30,10 @@ PROBE_EVERY_S = 0.02
 ROUTE_BUDGET_S = 0.8
 """About how long each route's burst may take; a slow or blocking route gets fewer requests."""
 SETTLE_LIMIT_S = 10.0
-MACHINE_STALL_LIMIT = 3.0
-"""A block shorter than this many thresholds may be the machine's: the route gets a second burst."""
 """How long a route's background work may go on after its burst (it counts as the route's);
 the app is stopped only once it is done, so a lifespan that waits for it does not hang."""
+MACHINE_STALL_LIMIT = 3.0
+"""A block shorter than this many thresholds may be the machine's: the route gets a second burst."""
 DEFAULT_REQUESTS = 20
 DEFAULT_CONCURRENCY = 10
 DEFAULT_THRESHOLD_MS = 50.0

@@ -52,7 +52,8 @@ class RouteReport:
     """Why it was skipped, or what stopped it (no answer, a loop held for good)."""
     fix: str = ""
     bursts: int = 1
-    """2 when the first burst showed a block and the doctor sent a second to see it repeat."""
+    """2 when the first burst's block was short enough to be the machine's, and the doctor sent a
+    second burst to see it repeat."""
 
     # -- constructors ------------------------------------------------------------------------
     @classmethod
