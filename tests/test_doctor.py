@@ -3,6 +3,7 @@ its table and its JSON; and ``examine()`` in-process, as a notebook calls it."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -253,3 +254,28 @@ def test_a_block_that_does_not_repeat_in_a_second_burst_is_not_the_routes() -> N
     assert by_label["GET /often"].findings[0].line > 0
     assert by_label["GET /long"].verdict == RouteReport.BLOCKS
     assert by_label["GET /long"].bursts == 1
+
+
+def test_short_blocks_at_the_line_a_first_burst_blamed_confirm_it() -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+    calls = 0
+
+    @app.get("/client-per-request")
+    async def client_per_request() -> dict[str, bool]:
+        nonlocal calls
+        calls += 1
+        # every request holds the loop for less than the threshold, as building an HTTP client
+        # does (35-40 ms); one of the first burst's holds it longer, so the route gets a second
+        # burst. One request at a time (concurrency 1), each after a wait that lets the watch's
+        # heartbeat run: no two holds run back to back to make one of 50 ms
+        await asyncio.sleep(0.02)
+        time.sleep(0.12 if calls == 2 else 0.035)
+        return {"ok": True}
+
+    report = examine(app, requests=6, concurrency=1)
+    (route,) = report.routes
+    assert route.bursts == 2
+    assert route.verdict == RouteReport.BLOCKS, route.findings
+    assert route.findings[0].code == "time.sleep(0.12 if calls == 2 else 0.035)"
