@@ -452,6 +452,9 @@ class _Stall:
     last_request: str = ""
     intervals: int = 0
     cpu_first: tuple[float, dict[int, int]] | None = None
+    # when the first sample was taken, and how long the loop's thread had waited for a CPU by
+    # then (None where unknown): was it kept off a core, or waiting in a call of its own?
+    runqueue_first: tuple[float, int] | None = None
 
 
 class LoopWatch:
@@ -501,6 +504,9 @@ class LoopWatch:
         self._stalls: dict[float, _Stall] = {}  # keyed by the beat the stall began after
         self._cpu_baseline: tuple[float, dict[int, int]] | None = None
         self._cpu_supported = _thread_cpu.supported()
+        # the loop thread's wait for a CPU, read with the CPU baseline: (when, ns) or None
+        self._runqueue: _thread_cpu.RunqueueClock | None = None
+        self._runqueue_baseline: tuple[float, int] | None = None
         # a stall is noticed after a few missed beats, which keeps ordinary loop jitter out
         self._notice_after_s = max(HEARTBEAT_S * 3, min(threshold_ms / 1000.0 / 2, 0.02))
         # where each thread was last seen running Python (kept across blocks: a block the
@@ -516,6 +522,7 @@ class LoopWatch:
         self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
         self._loop_native_id = threading.get_native_id()
+        self._runqueue = _thread_cpu.RunqueueClock(self._loop_native_id)
         self._last_beat = time.perf_counter()
         self._heartbeat_task = self._loop.create_task(self._heartbeat())
         self._thread = threading.Thread(
@@ -687,8 +694,21 @@ class LoopWatch:
             return block(filename, lineno, code, function, stack, CAUSE_LOOP)
         if loop_share < 0.2 and (loop_cpu_s is not None or cpu is not None):
             if cpu is not None and not _others_could_hold_it(loop_share, busy):
-                # Hardly anybody in this process ran: the machine was busy elsewhere, not the app.
-                return None
+                if not self._waited_in_a_call(stall, start_s):
+                    # Hardly anybody in this process ran, the loop's thread waiting for a core:
+                    # the machine was busy elsewhere, not the app.
+                    return None
+                # The loop's thread slept in a call (time.sleep, a blocking read), not waiting
+                # for a core: the app's doing, however few samples a starved watchdog took
+                # (seen beside four CPU-bound processes: one sample, or none, in a 218 ms sleep).
+                if samples and sampled[2] != IDLE:
+                    filename, lineno, function = sampled
+                    code = linecache.getline(filename, lineno).strip()
+                    stack = stall.stacks.get(sampled, ())
+                    return block(filename, lineno, code, function, stack, CAUSE_LOOP)
+                code = ("a call that kept the loop's thread waiting (no Python line could be "
+                        f"sampled: the machine left the watchdog no time){ending}")
+                return block("<unsampled>", 0, code, UNSAMPLED, (), CAUSE_UNSAMPLED)
             # The loop's thread hardly ran, yet the watchdog could not get in either: some
             # other thread held the GIL, which this platform cannot name.
             return block("", 0, "", "", (), CAUSE_GIL)
@@ -708,6 +728,24 @@ class LoopWatch:
         code += ending + ")"
         stack = stall.stacks.get(after[0], ()) if after else ()
         return block("<unsampled>", 0, code, UNSAMPLED, stack, CAUSE_UNSAMPLED)
+
+    def _runqueue_reading(self) -> tuple[float, int] | None:
+        clock = self._runqueue
+        waited = clock.read_ns() if clock is not None else None
+        return None if waited is None else (time.perf_counter(), waited)
+
+    def _waited_in_a_call(self, stall: _Stall, start_s: float) -> bool:
+        """Was the loop's thread, during the block, mostly asleep in a call of its own rather
+        than ready to run and waiting for a CPU? Linux counts the second; a thread in
+        ``time.sleep`` or a blocking read is not ready. Read from the last reading before the
+        block (else the block's first sample) to now, on the loop's thread."""
+        first = self._runqueue_baseline
+        if first is None or first[0] > start_s + self._notice_after_s:
+            first = stall.runqueue_first
+        now = self._runqueue_reading()
+        if first is None or now is None or now[0] <= first[0]:
+            return False
+        return (now[1] - first[1]) / 1e9 < 0.5 * (now[0] - first[0])
 
     def _cpu_during(
         self,
@@ -853,6 +891,9 @@ class LoopWatch:
             self._watch()
         finally:
             _watchdog_idents.discard(threading.get_ident())
+            clock, self._runqueue = self._runqueue, None
+            if clock is not None:
+                clock.close()
 
     def _watch(self) -> None:
         # A stall is noticed after a few missed beats, which keeps ordinary loop jitter out.
@@ -872,6 +913,7 @@ class LoopWatch:
                     or now - self._cpu_baseline[0] >= _CPU_BASELINE_EVERY_S
                 ):
                     self._cpu_baseline = (time.perf_counter(), _thread_cpu.read_all())
+                    self._runqueue_baseline = self._runqueue_reading()
                 continue
             if beat != previous_beat:
                 previous_positions = {}
@@ -895,6 +937,7 @@ class LoopWatch:
             stall = self._stalls.setdefault(beat, _Stall())
         if self._cpu_supported and stall.cpu_first is None:
             stall.cpu_first = (now, _thread_cpu.read_all())
+            stall.runqueue_first = self._runqueue_reading()
         loop_before = previous_positions.get(self._loop_thread_id or 0)
         if loop_before is not None and loop_before[:2] == (id(loop_frame), loop_frame.f_lasti):
             key = loop_before[2]  # still at the same instruction: nothing new to read

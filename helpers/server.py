@@ -402,7 +402,12 @@ class Server:
 
     @property
     def loop_blocks(self) -> list[LoopBlock]:
-        """Every block of this server's event loop seen so far, oldest first."""
+        """Every block of this server's event loop seen so far, oldest first.
+
+        Waits (up to a second) for the loop's next heartbeat, which files a block that has just
+        ended: an answer can reach a client before the heartbeat runs."""
+        if self.running and threading.get_ident() != self._thread.ident:
+            self.watch.settle(time.perf_counter())
         return list(self.watch.blocks)
 
     def clear_loop_blocks(self) -> None:

@@ -355,3 +355,30 @@ def test_launching_a_process_pools_worker_is_named_as_such():
     plain = LoopBlock(start_s=0.0, end_s=0.3, filename="/srv/app.py", lineno=12, code="burn(n)",
                       stack=("/srv/app.py:12 in work",))
     assert not plain.starting_a_process
+
+
+@pytest.mark.parametrize(("samples", "waited_for_a_core_s", "filed"), [
+    (1, 0.01, "loop"),  # asleep in time.sleep: the sampled line held the loop
+    (0, 0.01, "unsampled"),  # the same, with no sample at all: filed without a line
+    (1, 0.15, None),  # kept off a core most of the block: the machine's doing
+])
+def test_a_starved_watchdog_still_files_a_call_that_held_the_loop(
+    monkeypatch, samples, waited_for_a_core_s, filed
+):
+    """A 218 ms time.sleep on the loop, on a machine so busy that the watchdog took one sample
+    or none (seen beside four CPU-bound processes on two cores): the loop's thread used 5% of
+    the block and nobody else ran. Whether it was asleep in a call or waiting for a core, only
+    the OS's count of its wait for a CPU tells."""
+    watch = LoopWatch("unit", threshold_ms=100)
+    monkeypatch.setattr(watch, "_cpu_during", lambda *args: (0.218, {}))
+    monkeypatch.setattr(watch, "_busy_threads", lambda *args: {})
+    stall = _Stall()
+    if samples:
+        stall.loop_keys[("/srv/cafe.py", 20, "brew_blocking")] = samples
+    watch._runqueue_baseline = (9.99, 0)  # the last reading before the block
+    monkeypatch.setattr(watch, "_runqueue_reading",
+                        lambda: (10.219, int(waited_for_a_core_s * 1e9)))
+    block = watch._judge(stall, None, 10.0, 10.218, loop_cpu_s=0.012, loop_wakeups=4)
+    assert (block.cause if block else None) == filed, block and (str(block), block.evidence)
+    if filed == "loop":
+        assert block.lineno == 20

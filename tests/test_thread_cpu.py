@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -71,3 +72,35 @@ def test_own_wakeups_count_sleeps_not_computing():
 
 def test_support_is_reported_honestly():
     assert _thread_cpu.supported() == sys.platform.startswith("linux")
+
+
+@linux_only
+def test_runqueue_wait_counts_waiting_for_a_core_not_sleeping():
+    """The loop watch tells a loop thread kept off a core (the machine's doing) from one in a
+    call such as time.sleep (the app's) by this figure."""
+    import subprocess
+
+    cores = len(os.sched_getaffinity(0))
+    # twice as many CPU burners as cores: every running thread waits about half the time
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+               for _ in range(2 * cores)]
+    try:
+        time.sleep(0.2)  # let them start
+        clock = _thread_cpu.RunqueueClock(threading.get_native_id())
+        before = clock.read_ns()
+        time.sleep(0.4)
+        slept = clock.read_ns()
+        deadline = time.perf_counter() + 0.4
+        while time.perf_counter() < deadline:
+            pass
+        computed = clock.read_ns()
+        clock.close()
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+    assert before is not None and slept is not None and computed is not None
+    assert (slept - before) / 1e9 < 0.05, "a sleeping thread is not waiting for a core"
+    assert (computed - slept) / 1e9 > 0.1, "a computing thread among burners waits for one"
+    assert clock.read_ns() is None  # closed
+    assert _thread_cpu.RunqueueClock(2**22 + 12345).read_ns() is None  # no such thread
