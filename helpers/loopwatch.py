@@ -683,15 +683,19 @@ class LoopWatch:
         if gc_s >= duration_s / 2 and (not trusted or _runs_for_the_collector(sampled)):
             code = f"garbage collection (generation {generation}), {gc_s * 1000:.0f} ms of it"
             return block("<gc>", 0, code + ending, GC_FUNCTION, (), CAUSE_GC)
-        if samples and trusted:
+
+        def at_sampled_line() -> LoopBlock:
             filename, lineno, function = sampled
-            if function == IDLE:
+            code = linecache.getline(filename, lineno).strip()
+            return block(filename, lineno, code, function, stall.stacks.get(sampled, ()),
+                         CAUSE_LOOP)
+
+        if samples and trusted:
+            if sampled[2] == IDLE:
                 # The loop sat in select() with nothing to do: the OS did not schedule its
                 # thread (a starved machine), which is not code holding the loop.
                 return None
-            code = linecache.getline(filename, lineno).strip()
-            stack = stall.stacks.get((filename, lineno, function), ())
-            return block(filename, lineno, code, function, stack, CAUSE_LOOP)
+            return at_sampled_line()
         if loop_share < 0.2 and (loop_cpu_s is not None or cpu is not None):
             if cpu is not None and not _others_could_hold_it(loop_share, busy):
                 if not self._waited_in_a_call(stall, start_s):
@@ -702,10 +706,7 @@ class LoopWatch:
                 # for a core: the app's doing, however few samples a starved watchdog took
                 # (seen beside four CPU-bound processes: one sample, or none, in a 218 ms sleep).
                 if samples and sampled[2] != IDLE:
-                    filename, lineno, function = sampled
-                    code = linecache.getline(filename, lineno).strip()
-                    stack = stall.stacks.get(sampled, ())
-                    return block(filename, lineno, code, function, stack, CAUSE_LOOP)
+                    return at_sampled_line()
                 code = ("a call that kept the loop's thread waiting (no Python line could be "
                         f"sampled: the machine left the watchdog no time){ending}")
                 return block("<unsampled>", 0, code, UNSAMPLED, (), CAUSE_UNSAMPLED)
