@@ -452,9 +452,6 @@ class _Stall:
     last_request: str = ""
     intervals: int = 0
     cpu_first: tuple[float, dict[int, int]] | None = None
-    # when the first sample was taken, and how long the loop's thread had waited for a CPU by
-    # then (None where unknown): was it kept off a core, or waiting in a call of its own?
-    runqueue_first: tuple[float, int] | None = None
 
 
 class LoopWatch:
@@ -698,7 +695,7 @@ class LoopWatch:
             return at_sampled_line()
         if loop_share < 0.2 and (loop_cpu_s is not None or cpu is not None):
             if cpu is not None and not _others_could_hold_it(loop_share, busy):
-                if not self._waited_in_a_call(stall, start_s):
+                if not self._waited_in_a_call():
                     # Hardly anybody in this process ran, the loop's thread waiting for a core:
                     # the machine was busy elsewhere, not the app.
                     return None
@@ -735,14 +732,13 @@ class LoopWatch:
         waited = clock.read_ns() if clock is not None else None
         return None if waited is None else (time.perf_counter(), waited)
 
-    def _waited_in_a_call(self, stall: _Stall, start_s: float) -> bool:
+    def _waited_in_a_call(self) -> bool:
         """Was the loop's thread, during the block, mostly asleep in a call of its own rather
         than ready to run and waiting for a CPU? Linux counts the second; a thread in
-        ``time.sleep`` or a blocking read is not ready. Read from the last reading before the
-        block (else the block's first sample) to now, on the loop's thread."""
+        ``time.sleep`` or a blocking read is not ready. Read from the watchdog's last reading
+        while the loop was healthy (at most a few ms into the block) to now, on the loop's
+        thread."""
         first = self._runqueue_baseline
-        if first is None or first[0] > start_s + self._notice_after_s:
-            first = stall.runqueue_first
         now = self._runqueue_reading()
         if first is None or now is None or now[0] <= first[0]:
             return False
@@ -938,7 +934,6 @@ class LoopWatch:
             stall = self._stalls.setdefault(beat, _Stall())
         if self._cpu_supported and stall.cpu_first is None:
             stall.cpu_first = (now, _thread_cpu.read_all())
-            stall.runqueue_first = self._runqueue_reading()
         loop_before = previous_positions.get(self._loop_thread_id or 0)
         if loop_before is not None and loop_before[:2] == (id(loop_frame), loop_frame.f_lasti):
             key = loop_before[2]  # still at the same instruction: nothing new to read
