@@ -130,6 +130,9 @@ class LoopBlock:
     """The request the loop was working on, when known: ``GET /items → items() at app.py:40``."""
     phase: str = ""
     """What FastAPI was doing for it when only library code ran: ``encoding the response``…"""
+    ended_with_response: bool = False
+    """True when no line could be sampled and ``request`` is the one whose response went out as
+    the block ended: the loop was most likely producing that response."""
     threads: tuple[ThreadRun, ...] = ()
     """For a GIL wait: the threads that ran meanwhile, busiest first."""
     evidence: str = field(default="", repr=False, compare=False)
@@ -619,6 +622,7 @@ class LoopWatch:
         gc_s, generation = _gc_share(start_s, end_s)
         request = stall.requests.most_common(1)[0][0] if stall.requests else ""
         phase = stall.phases.most_common(1)[0][0] if stall.phases else ""
+        ended_with_response = False
 
         def block(
             filename: str, lineno: int, code: str, function: str, stack: tuple[str, ...],
@@ -627,7 +631,7 @@ class LoopWatch:
             return LoopBlock(
                 start_s, end_s, filename, lineno, code, function, stack, cause,
                 gc_ms=gc_s * 1000.0, request=request, phase=phase, threads=threads,
-                evidence=evidence,
+                evidence=evidence, ended_with_response=ended_with_response,
             )
 
         cpu = self._cpu_during(stall, baseline, start_s)
@@ -667,10 +671,16 @@ class LoopWatch:
         )
         if not trusted and not request and self._response_sent_between is not None:
             # Nothing could be sampled, but the block ended as a response went out: the loop
-            # was producing that response (validating and encoding a big body, say).
-            scope = self._response_sent_between(start_s, end_s + 2 * HEARTBEAT_S)
+            # was producing that response (validating and encoding a big body, say). That
+            # response goes out in the very step that held the loop, the first one after it;
+            # the window starts halfway through the block because one answered in the
+            # heartbeat's last few ms before the block began is no part of it (seen: the app
+            # doctor's probe, named for a 678 ms export).
+            scope = self._response_sent_between(start_s + duration_s / 2,
+                                                end_s + 2 * HEARTBEAT_S)
             if scope is not None:
                 request = describe_request(scope)
+                ended_with_response = True
         ending = f"; it ended as the loop sent the response of {request}" if request else ""
         sampled = stall.loop_keys.most_common(1)[0][0] if samples else ("", 0, "")
         # A collection runs finalizers and weak-reference callbacks, and the samples can catch

@@ -80,11 +80,12 @@ def test_the_doctor_names_each_blocking_route_at_its_line(ward_run: Any) -> None
     lines = marked_lines(WARD)
     for label, part in BLOCKING.items():
         route = routes[label]
-        assert route["verdict"] == RouteReport.BLOCKS, (label, route)
+        assert route["verdict"] == RouteReport.BLOCKS, f"{label}: {route}"
         worst = route["blocks"][0]
-        assert worst["part"] == part, (label, worst)
-        assert worst["file"] == str(WARD), (label, worst)
-        assert worst["line"] in lines[part], (label, worst, lines[part])
+        # as text: pytest would cut a dict's repr short, the watch's evidence with it
+        assert worst["part"] == part, f"{label}: {worst}"
+        assert worst["file"] == str(WARD), f"{label}: {worst}"
+        assert worst["line"] in lines[part], f"{label}: {worst}, expected one of {lines[part]}"
         assert worst["duration_ms"] >= report["threshold_ms"]
         assert route["fix"], label
     # the fix fits the finding

@@ -382,3 +382,21 @@ def test_a_starved_watchdog_still_files_a_call_that_held_the_loop(
     assert (block.cause if block else None) == filed, block and (str(block), block.evidence)
     if filed == "loop":
         assert block.lineno == 20
+
+
+def test_an_unsampled_block_names_the_response_it_ended_with_not_one_just_before_it():
+    """No line sampled in a 340 ms block (pydantic-core encoding 40,000 rows keeps the GIL):
+    the watch names the request whose response went out as it ended. A response answered in
+    the heartbeat's last few ms before the block began (the app doctor's probe, seen) and one
+    answered just after it are not that request."""
+    from helpers._instrument import Instrumented, ThreadLabels
+
+    instrumented = Instrumented(FastAPI(), ThreadLabels())
+    for sent_s, path in ((10.002, "/probe"), (10.338, "/export"), (10.341, "/probe")):
+        instrumented.responses.append((sent_s, {"type": "http", "method": "GET", "path": path}))
+    watch = LoopWatch("unit", threshold_ms=50,
+                      response_sent_between=instrumented.response_sent_between)
+    block = watch._judge(_Stall(), None, 10.0, 10.34, loop_cpu_s=0.33, loop_wakeups=1)
+    assert block is not None and block.cause == "unsampled", block and (str(block), block.evidence)
+    assert block.request == "GET /export" and block.ended_with_response, str(block)
+    assert "it ended as the loop sent the response of GET /export" in str(block)

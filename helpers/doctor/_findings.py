@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from helpers import loopwatch
 
-from ._plan import Function
+from ._plan import PROBE_PATH, Function
 
 ENDPOINT = "endpoint"
 DEPENDENCY = "dependency"
@@ -21,6 +21,8 @@ GIL = "GIL held by other threads"
 GARBAGE_COLLECTION = "garbage collection"
 C_CODE = "C code that kept the GIL"
 LIBRARY = "library code"
+OWN_CODE = (ENDPOINT, DEPENDENCY, MIDDLEWARE, BACKGROUND_TASK)
+"""The parts whose line is the app's own code running, not one the doctor names for it."""
 
 
 @dataclass(frozen=True)
@@ -249,6 +251,14 @@ def counts(block: loopwatch.LoopBlock, threshold_ms: float) -> bool:
 _AWAIT = re.compile(r"\bawait\b")
 
 
+def _producing_own_response(block: loopwatch.LoopBlock) -> bool:
+    """An unsampled block in which the loop's thread computed, and which ended as a response
+    of the route went out (not the doctor's probe: in a burst, every other request is the
+    route's)."""
+    return (block.ended_with_response and loop_cpu_share(block) >= 0.5
+            and not block.request.startswith(f"GET {PROBE_PATH}"))
+
+
 def findings_of(
     blocks: Sequence[loopwatch.LoopBlock], parts: AppParts, endpoint: Function | None,
     threshold_ms: float,
@@ -268,6 +278,12 @@ def findings_of(
         elif block.cause == loopwatch.CAUSE_GC:
             part, name, cause = GARBAGE_COLLECTION, "", str(block.code)
             file, line, code = "", 0, ""
+        elif block.cause == loopwatch.CAUSE_UNSAMPLED and _producing_own_response(block):
+            # C code computing on the loop until the route's own response went out: FastAPI
+            # validating and encoding it in pydantic-core, which never lets go of the GIL
+            part, name = ENCODING, ""
+            cause = "validating and encoding the response (C code: no Python line to sample)"
+            file, line, code = "", 0, ""
         elif block.cause == loopwatch.CAUSE_UNSAMPLED:
             part, name, cause = C_CODE, "", block.code
             file, line, code = "", 0, ""
@@ -283,7 +299,8 @@ def findings_of(
             else:
                 what = "CPU work" if computing else "a blocking wait"
                 cause = f"{what} in the {part}" + (f" {name}" if name else "")
-        if part in (GARBAGE_COLLECTION, C_CODE) and block.request and endpoint is not None:
+        if (part in (GARBAGE_COLLECTION, C_CODE, ENCODING) and not file and block.request
+                and endpoint is not None):
             file, line = endpoint.file, endpoint.line
             code = linecache.getline(file, line).strip()
         key = (file, line, part, name)
