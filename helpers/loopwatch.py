@@ -130,13 +130,13 @@ class LoopBlock:
     """The request the loop was working on, when known: ``GET /items → items() at app.py:40``."""
     phase: str = ""
     """What FastAPI was doing for it when only library code ran: ``encoding the response``…"""
-    ended_with_response: bool = False
-    """True when no line could be sampled and ``request`` is the one whose response went out as
-    the block ended: the loop was most likely producing that response."""
     threads: tuple[ThreadRun, ...] = ()
     """For a GIL wait: the threads that ran meanwhile, busiest first."""
     evidence: str = field(default="", repr=False, compare=False)
     """The figures the verdict rests on (samples, CPU shares, wake-ups), for the curious."""
+    ended_with_response: bool = False
+    """True when no line could be sampled and ``request`` is the one whose response went out as
+    the block ended: the loop was most likely producing that response."""
 
     @property
     def is_garbage_collection(self) -> bool:

@@ -21,6 +21,7 @@ from starlette.routing import Host, Mount, Route, WebSocketRoute
 
 PROBE_PATH = "/__doctor__/probe"
 """A path the doctor answers itself, on the app's loop: how long it takes is the loop's lag."""
+
 _MAX_DEPTH = 8
 _SKIPPED_METHODS = {"HEAD", "OPTIONS"}
 """Starlette answers these itself for every GET route; sending them measures nothing new."""
