@@ -33,21 +33,25 @@ CLAIMS = {
     "worst /ping while four jobs compute in def": Within(0.02, 2.5),
     # seed 003 corrected: "about one sleep in all" (measured 1.01-1.02x) ...
     "4 def requests that sleep 0.4 s": Within(0.95, 1.3),
-    # ... and "four jobs' time or more (4.5 to 6.2 times one job in our runs)", "not the two
-    # rounds that two cores could give": 3.0 keeps it clear of 2.0; 10 as lesson 03's bound
-    "4 def requests that compute 0.4 s": Within(3.0, 10.0),
+    # ... and "about four jobs' time (3.9 to 4.1 in our runs, quiet or beside programs that kept
+    # both cores busy)", "not the two rounds that two cores could give". The ideal is one job's
+    # CPU measured around the run (cpu_seconds, quartered), not the calibrated 0.4 s: one job's
+    # CPU came out 0.22-0.77 s in the same runs (the suite failed at 2.73 x 0.4 s on 3.12), while
+    # this ratio stayed 3.91-4.06 (11 runs, rates cached 0.7-1.6x off, up to two busy programs
+    # beside). The client's and the loop's CPU count in the yardstick, hence a little under 4
+    "4 def requests that compute 0.4 s": Within(3.6, 4.5),
     # the pool: "about the idle server's figure" (measured 1.5-1.9 ms); the test below also
     # compares it with the idle p50
     "/ping p50 while one job computes in the process pool": Within(0.0, 0.02),
     # two jobs, faster of two runs each, in jobs: the ideal is one job's CPU as measured around
     # the run (cpu_seconds of the kernel and its processes, halved), so the machine's drifting
     # speed cancels out; the calibrated 0.4 s ran 0.41-0.63 s of CPU on a quiet machine, and a
-    # bound against it failed on CI at 1.65. Threads: "two jobs' time (1.96 to 1.97 in our
+    # bound against it failed on CI at 1.65. Threads: "two jobs' time (1.96 to 2.01 in our
     # runs, quiet or beside a busy program ...)", one core at most, so only the few hundredths
     # of server and client CPU go below 2; more when other programs take the cores
     "2 jobs in def (2 threads)": Within(1.85, 4.0),
-    # ... processes "about one job's time on a quiet machine (1.00 to 1.03 ...)", "two jobs'
-    # time as well (1.99 ...)" beside a program that kept a core busy; the ratio to the threads
+    # ... processes "about one job's time on a quiet machine (1.02 to 1.03 ...)", "about two
+    # jobs' time as well (1.78 to 2.00 ...)" beside a program that kept a core busy; the ratio to the threads
     # is checked below. Up to 3.5 when more than one other program takes the cores
     "2 jobs in the process pool (2 processes)": Within(0.9, 3.5),
     # more jobs than cores: "two rounds of two: about twice what two jobs took in the cell before
@@ -108,11 +112,12 @@ def test_lesson_06_runs_and_its_claims_hold(tmp_path):
     assert all(cause == "gil" and waited == "True" and "worker" in threads for cause, waited, threads in verdicts), verdicts
     said = re.findall(r"^  (loop blocked .*)$", text, re.M)
     assert said and all("waiting for the GIL while worker" in line and "burn(n)  # computes in a worker thread" in line for line in said), said
-    # threads vs processes: "roughly halved the wall time (0.39 to 0.58 of the threads' time)"
-    # on a quiet machine, "0.80 of the threads' time" beside a program that kept a core busy:
-    # never slower, give or take the noise of one run
-    ratio = float(re.search(r"^the pool took ([\d.]+) of the threads' time$", text, re.M).group(1))
-    assert 0.35 <= ratio <= 1.05, ratio
+    # threads vs processes, counted in jobs: "the pool halved the time (0.51 to 0.52 of the
+    # threads')" on a quiet machine, "0.89 to 1.00 of the threads'" beside a program that kept a
+    # core busy: never slower, give or take the noise of one run. In wall time alone the same
+    # runs beside a busy program gave 0.68-1.12 (the machine's speed drifted between them)
+    ratio = float(re.search(r"^counted in jobs, the pool took ([\d.]+) of the threads' time$", text, re.M).group(1))
+    assert 0.4 <= ratio <= 1.05, ratio
     # "kept one core busy, never more": the GIL, read from the CPU the run cost; the processes
     # "two cores busy" on a quiet machine, one beside a busy program (at least one, always)
     cores = re.search(r"^cores kept busy: threads ([\d.]+), processes ([\d.]+)$", text, re.M)
@@ -124,12 +129,14 @@ def test_lesson_06_runs_and_its_claims_hold(tmp_path):
     assert re.search(r"^burn\(1000\) in a worker process: 832504$", text, re.M)
     assert re.search(r"^default start method here: (fork|spawn|forkserver)$", text, re.M)
     # uvicorn workers: two processes served the two jobs, in "about half" one worker's time on a
-    # quiet machine (measured 0.53-0.58), and "down to none at all" of a gain when another
+    # quiet machine (measured 0.53-0.58), and "the gain shrinks toward none" when another
     # program keeps a core busy (0.96 measured beside a `while True` process): never slower,
-    # give or take the noise of one run
+    # give or take the noise of one run. Counted in jobs, as the lesson reports them, so the
+    # machine's drift between the two runs cancels out
     assert "with 2 workers, the 2 jobs were served by 2 different processes" in text
-    one, two = measured["2 jobs on 1 uvicorn worker"], measured["2 jobs on 2 uvicorn workers"]
-    assert two / one <= 1.1, f"2 workers {two:.2f} s, 1 worker {one:.2f} s"
+    one, two = (executed.measurements[f"2 jobs on {n} uvicorn worker{s}"] for n, s in [(1, ""), (2, "s")])
+    one_jobs, two_jobs = (m["measured_s"] / m["ideal_s"] for m in (one, two))
+    assert two_jobs / one_jobs <= 1.1, f"2 workers {two_jobs:.2f} jobs' time, 1 worker {one_jobs:.2f}"
     # each worker's memory: "a few tens of MiB" private (measured 33 MiB), RSS >= PSS >= USS
     memory = re.findall(r"^worker \d+: RSS (\d+) MiB, PSS (\d+) MiB, private \(USS\) (\d+) MiB$", text, re.M)
     assert len(memory) == 2, memory
