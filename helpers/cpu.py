@@ -62,16 +62,19 @@ def burn_for(seconds: float) -> float:
     It stops on the thread's CPU clock, not after a step count: the work a CPU-second buys drifts
     with what else runs on the host (a VM's neighbours, a busy sibling core), 1.5x and more
     between a calibration and a burn half a minute later. The wall time exceeds `seconds` when
-    the core or the GIL is shared, which is exactly what the lessons measure.
+    the core or the GIL is shared, which is exactly what the lessons measure; the one-off
+    calibration (first call per process) is not included.
     """
     if seconds < 0:
         raise ValueError(f"seconds must be >= 0, got {seconds}")
     clock = _cpu_clock()
-    start = time.perf_counter()
     if clock is time.perf_counter:  # no fine CPU clock here: size the burn from the rate instead
-        burn(calibrate(seconds))
+        iterations = calibrate(seconds)  # the first call per process measures: not timed
+        start = time.perf_counter()
+        burn(iterations)
         return time.perf_counter() - start
-    steps = max(1, calibrate(_CLOCK_CHECK_SECONDS))
+    steps = max(1, calibrate(_CLOCK_CHECK_SECONDS))  # likewise
+    start = time.perf_counter()
     done_at = clock() + seconds
     while clock() < done_at:
         burn(steps)
