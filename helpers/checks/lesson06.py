@@ -73,6 +73,8 @@ REQUEST_TIMEOUT_S = 10.0
 took over 6 s once at load average 10 (the check's process at the lowest priority)."""
 GONE_WITHIN_S = 3.0
 """How long after the server stopped its worker processes may take to end."""
+STOPPED_WITHIN_S = 2.0
+"""How long a worker process the check stopped may take to leave ``active_children()``."""
 SAMPLE_EVERY_S = 0.02
 """Task 2's sampler: how often it reads each worker process's CPU clock."""
 TOGETHER_SHARE = 0.3
@@ -299,12 +301,12 @@ def _stop_runaways(pids: set[int]) -> None:
     job that never ends): they would burn a core for the kernel's life."""
     before = {pid: process_cpu_s(pid) for pid in pids}
     time.sleep(0.2)
-    children = _children()
+    computing = set()
     for pid, spent in before.items():
         now = process_cpu_s(pid)
-        if spent is not None and now is not None and now - spent > 0.05 and pid in children:
-            children[pid].terminate()
-            children[pid].join(1.0)
+        if spent is not None and now is not None and now - spent > 0.05:
+            computing.add(pid)
+    _stop(computing)
 
 
 def _in_process_cause(blocks: list[Any]) -> str:
@@ -538,14 +540,18 @@ def _wait_gone(pids: set[int], within_s: float) -> set[int]:
 
 
 def _stop(pids: set[int]) -> None:
-    """Stop worker processes the learner's app left running."""
+    """Stop worker processes the learner's app left running, and wait until they are gone.
+
+    A pool that was never shut down still has its own thread watching its workers, and it may
+    reap a worker we stopped before our ``join`` does; ``active_children()`` then lists the dead
+    worker until that thread is done (7 of 30 stops here), so we wait for the list itself."""
     children = _children()
-    for pid in pids:
-        if pid in children:
-            children[pid].terminate()
-    for pid in pids:
-        if pid in children:
-            children[pid].join(1.0)
-            if children[pid].is_alive():
-                children[pid].kill()
-                children[pid].join(1.0)
+    stopping = [children[pid] for pid in pids if pid in children]
+    for process in stopping:
+        process.terminate()
+    for process in stopping:
+        process.join(1.0)
+        if process.is_alive():
+            process.kill()
+            process.join(1.0)
+    _wait_gone(pids, STOPPED_WITHIN_S)
