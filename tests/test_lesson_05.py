@@ -53,14 +53,17 @@ CLAIMS = {
     # one call (3.4 to 8 times in our runs ...)" (ideal = one call; measured 3.4-4.2x on a fast
     # day, 5.5-8.1x on a slower one)
     "200 gathered calls of 0.3 s, default client (max_connections=100)": Within(2.0, 10.0),
-    # "The time over the floor is this thread's CPU and some more: 1.1 to 1.3 times it in our
-    # runs, the more the busier the machine": the client's CPU alone drifts with the VM's speed
-    # (0.36-0.58 s on a fast day, 1.16-1.63 s on slower ones; a whole run failed on 0.45 < 0.45),
-    # while the time over the two rounds' floor follows it (1.11-1.20x in 11 runs quiet, beside a
-    # busy program or as two kernels at once; 1.21x as two kernels in a whole run, 1.26-1.27x
-    # beside a busy program too). "The more the busier" leaves room above 1.3; under the CPU it
-    # cannot be by much.
-    "200 gathered calls: the time over two rounds, against this thread's CPU": Within(0.95, 1.6),
+    # "The time over the floor is this thread's CPU and some more: 1.1 to 1.3 times it in our runs
+    # on a quiet or lightly loaded machine, and up to 1.7 times with a second learner on the same
+    # two cores beside a busy program" (1.11-1.27x in 13 runs quiet, beside a busy program or as
+    # two kernels at once; 1.67x as two kernels beside a busy program). Thread CPU does not count
+    # the process's waits for a core, so load stretches this ratio, not the figure below.
+    "200 gathered calls: the time over two rounds, against this thread's CPU": Within(0.95, 2.0),
+    # "between about a third of a second and 1.6 s in our runs (0.36 to 0.58 s on a day this
+    # shared machine ran Python fast, over a second on slower ones)": it follows the VM's speed,
+    # not the load (0.36 s beside a busy program today; 1.16-1.23 s quiet and 1.63 s with two
+    # kernels at once on slower days; a whole run here failed at 0.45 against the old 0.45 floor)
+    "client CPU for the 200 calls (this thread only)": Within(0.3, 2.0),
     # four rounds of 0.2 s, "about 0.8 s" (measured 1.03-1.04x)
     "20 concurrent def requests, a pool of 5 connections": about(0.8),
     # the 503s after the 0.3 s pool wait: the slowest of ten (measured 1.07-1.11x alone, 1.15-1.27x
