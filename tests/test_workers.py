@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -192,6 +193,7 @@ def test_workers_do_not_outlive_a_killed_parent(app_dir: Path, kill: str) -> Non
     env = dict(os.environ, COURSE_MARKER=marker)
     process = subprocess.Popen([sys.executable, "-c", starter], env=env, cwd=ROOT,
                                stdout=subprocess.PIPE, text=True)
+    log_dir: Path | None = None
     try:
         uvicorn_pid = int(process.stdout.readline())  # type: ignore[union-attr]
         assert len(marked_processes(marker)) >= 4  # starter, uvicorn, 2 workers (+ tracker)
@@ -206,6 +208,8 @@ def test_workers_do_not_outlive_a_killed_parent(app_dir: Path, kill: str) -> Non
     finally:
         process.kill()
         process.wait()
+        if log_dir is not None:  # a killed uvicorn could not remove it, nor its killed starter
+            shutil.rmtree(log_dir, ignore_errors=True)
 
 
 FAILING_NOTEBOOK = [

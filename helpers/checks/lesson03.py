@@ -266,7 +266,7 @@ def check_version(app: Any) -> None:
                 measured=f"20 requests to /version served by {_served_by(result)}",
                 expected="every one served by the event loop",
                 cause="a plain `def` sends even a constant to a worker thread: a token and a "
-                "thread trip per request (lesson 03 measured 1.3-1.7× the server's CPU)",
+                "thread trip per request (lesson 03 measured 1.3-1.9× the server's CPU)",
                 fix="make it `async def version()`: it never blocks, so it belongs on the loop",
             )
         check.passed("20 requests, all answered on the event loop: no thread trip")
